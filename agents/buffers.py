@@ -1,0 +1,106 @@
+"""Replay storage preallocated as torch tensors on the training device."""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import torch
+
+
+class Transitions(NamedTuple):
+    """A batch of transitions; `next_obs` is the true next observation (final obs on episode end)."""
+
+    obs: torch.Tensor  # (B, *obs_shape), the env's dtype
+    action: torch.Tensor  # (B, *action_shape)
+    reward: torch.Tensor  # (B,) float32
+    next_obs: torch.Tensor  # (B, *obs_shape)
+    terminated: torch.Tensor  # (B,) bool: true end of the MDP, so no bootstrap
+
+
+class ReplayBuffer:
+    """A ring of the last `capacity` transitions, added N envs at a time, sampled uniformly.
+
+    Each transition stores its own `next_obs` (the env's `final_obs` where an episode ended), so a
+    sampled transition never spans an episode boundary, and a truncated one still bootstraps from
+    its true last observation. Sampling uses the buffer's own seeded generator on its device.
+    """
+
+    def __init__(
+        self,
+        *,
+        capacity: int,
+        obs_shape: tuple[int, ...],
+        obs_dtype: torch.dtype,
+        action_shape: tuple[int, ...] = (),
+        action_dtype: torch.dtype = torch.int64,
+        device: torch.device | str = "cpu",
+        seed: int = 0,
+    ):
+        if capacity <= 0:
+            raise ValueError(f"capacity must be positive, got {capacity}")
+        self.capacity, self.device = capacity, torch.device(device)
+        self.obs = torch.zeros((capacity, *obs_shape), dtype=obs_dtype, device=self.device)
+        self.next_obs = torch.zeros_like(self.obs)
+        self.action = torch.zeros((capacity, *action_shape), dtype=action_dtype, device=self.device)
+        self.reward = torch.zeros(capacity, dtype=torch.float32, device=self.device)
+        self.terminated = torch.zeros(capacity, dtype=torch.bool, device=self.device)
+        self.pos, self.size = 0, 0  # host ints: known without a device sync
+        self.generator = torch.Generator(device=self.device)
+        self.generator.manual_seed(seed)
+
+    def __len__(self) -> int:
+        return self.size
+
+    @property
+    def nbytes(self) -> int:
+        return sum(t.nbytes for t in self._storage().values())
+
+    def add(self, obs, action, reward, next_obs, terminated) -> None:
+        """Append one step of N envs: every argument has a leading dimension N."""
+        n = obs.shape[0]
+        if n > self.capacity:
+            raise ValueError(f"cannot add {n} transitions to a buffer of capacity {self.capacity}")
+        idx_N = (torch.arange(n, device=self.device) + self.pos) % self.capacity
+        self.obs[idx_N] = obs.to(self.device, self.obs.dtype)
+        self.next_obs[idx_N] = next_obs.to(self.device, self.obs.dtype)
+        self.action[idx_N] = action.to(self.device, self.action.dtype)
+        self.reward[idx_N] = reward.to(self.device, torch.float32)
+        self.terminated[idx_N] = terminated.to(self.device, torch.bool)
+        self.pos = (self.pos + n) % self.capacity
+        self.size = min(self.size + n, self.capacity)
+
+    def sample(self, batch_size: int) -> Transitions:
+        """`batch_size` transitions drawn uniformly, with replacement, from those stored."""
+        if self.size == 0:
+            raise ValueError("cannot sample from an empty replay buffer")
+        idx_B = torch.randint(
+            0, self.size, (batch_size,), device=self.device, generator=self.generator
+        )
+        return Transitions(
+            self.obs[idx_B], self.action[idx_B], self.reward[idx_B], self.next_obs[idx_B],
+            self.terminated[idx_B],
+        )
+
+    def _storage(self) -> dict[str, torch.Tensor]:
+        return {
+            "obs": self.obs, "next_obs": self.next_obs, "action": self.action,
+            "reward": self.reward, "terminated": self.terminated,
+        }
+
+    def state_dict(self) -> dict:
+        """Everything needed to continue exactly: the stored prefix, pointers and sampler RNG."""
+        return {
+            "capacity": self.capacity, "pos": self.pos, "size": self.size,
+            "generator": self.generator.get_state(),
+            **{k: v[: self.size].cpu() for k, v in self._storage().items()},
+        }
+
+    def load_state_dict(self, state: dict) -> None:
+        if state["capacity"] != self.capacity:
+            raise ValueError(
+                f"saved buffer has capacity {state['capacity']}, this one {self.capacity}"
+            )
+        self.pos, self.size = state["pos"], state["size"]
+        for key, tensor in self._storage().items():
+            tensor[: self.size] = state[key].to(self.device)
+        self.generator.set_state(state["generator"])

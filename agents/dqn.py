@@ -1,0 +1,152 @@
+"""DQN (Mnih et al. 2015) with Double DQN, a dueling option, Polyak or hard target updates."""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from agents.buffers import Transitions
+from nets import QNetwork
+
+
+@dataclass
+class DQNConfig:
+    learning_rate: float = 2.5e-4
+    """Adam learning rate"""
+    buffer_size: int = 100_000
+    """replay buffer capacity, in transitions"""
+    batch_size: int = 128
+    """transitions per gradient step"""
+    gamma: float = 0.99
+    """discount factor"""
+    learning_starts: int = 10_000
+    """env steps collected (with the exploration policy) before the first gradient step"""
+    train_frequency: int = 10
+    """env steps (over all envs) between bursts of gradient steps"""
+    gradient_steps: int = 1
+    """gradient steps per burst"""
+    target_update_interval: int = 500
+    """gradient steps between target-network updates"""
+    tau: float = 1.0
+    """target update rate: 1.0 copies the online net (hard update), < 1 is Polyak averaging"""
+    start_epsilon: float = 1.0
+    """exploration rate at step 0"""
+    end_epsilon: float = 0.05
+    """exploration rate after the decay"""
+    exploration_steps: int = 50_000
+    """env steps over which epsilon decays linearly (absolute, so extending a run keeps it)"""
+    double_dqn: bool = True
+    """pick the next action with the online net, value it with the target net (van Hasselt 2016)"""
+    dueling: bool = False
+    """dueling head V(s) + A(s,a) - mean A (Wang et al. 2016)"""
+    hidden: tuple[int, ...] = (120, 84)
+    """hidden layer sizes of the Q-network"""
+    max_grad_norm: float = 10.0
+    """clip the gradient's global L2 norm to this"""
+
+
+def linear_schedule(start: float, end: float, duration: int, step: int) -> float:
+    """Linear interpolation from `start` to `end` over `duration` steps, then constant."""
+    if duration <= 0:
+        return end
+    return start + (end - start) * min(step / duration, 1.0)
+
+
+def td_target(reward_B, next_q_B, terminated_B, gamma: float):
+    """One-step target r + γ·Q'(s', a'); no bootstrap past a true termination.
+
+    A truncated transition (time limit) is not terminated: it bootstraps from its final obs.
+    """
+    return reward_B + gamma * next_q_B * (~terminated_B)
+
+
+class DQNAgent:
+    """Owns the online and target Q-networks, the optimizer and the exploration RNG."""
+
+    def __init__(
+        self,
+        config: DQNConfig,
+        *,
+        obs_dim: int,
+        num_actions: int,
+        discrete_obs: bool = False,
+        device: torch.device | str = "cpu",
+        seed: int = 0,
+    ):
+        self.config, self.device = config, torch.device(device)
+        self.net_kwargs = {
+            "obs_dim": obs_dim, "num_actions": num_actions, "discrete_obs": discrete_obs,
+            "hidden": tuple(config.hidden), "dueling": config.dueling,
+        }
+        self.q_net = QNetwork(**self.net_kwargs).to(self.device)
+        self.target_net = copy.deepcopy(self.q_net).requires_grad_(False)
+        self.optimizer = torch.optim.Adam(self.q_net.parameters(), lr=config.learning_rate)
+        self.generator = torch.Generator(device=self.device)
+        self.generator.manual_seed(seed)
+        self.num_updates = 0
+
+    @torch.no_grad()
+    def act(self, obs_N: torch.Tensor, epsilon: float = 0.0) -> torch.Tensor:
+        """ε-greedy actions (N,) for a batch of observations; ε = 0 is the greedy policy."""
+        greedy_N = self.q_net(obs_N).argmax(dim=1)
+        if epsilon <= 0.0:
+            return greedy_N
+        n = obs_N.shape[0]
+        random_N = torch.randint(
+            0, self.q_net.num_actions, (n,), device=self.device, generator=self.generator
+        )
+        explore_N = torch.rand(n, device=self.device, generator=self.generator) < epsilon
+        return torch.where(explore_N, random_N, greedy_N)
+
+    def update(self, batch: Transitions) -> dict[str, torch.Tensor]:
+        """One gradient step on the Huber TD error; returns 0-d metric tensors (no host sync)."""
+        cfg = self.config
+        with torch.no_grad():
+            next_q_target_BA = self.target_net(batch.next_obs)
+            if cfg.double_dqn:
+                next_action_B = self.q_net(batch.next_obs).argmax(dim=1, keepdim=True)
+            else:
+                next_action_B = next_q_target_BA.argmax(dim=1, keepdim=True)
+            next_q_B = next_q_target_BA.gather(1, next_action_B).squeeze(1)
+            target_B = td_target(batch.reward, next_q_B, batch.terminated, cfg.gamma)
+        q_B = self.q_net(batch.obs).gather(1, batch.action.long().unsqueeze(1)).squeeze(1)
+        loss = F.smooth_l1_loss(q_B, target_B)  # Huber, δ = 1 (Mnih et al. 2015's error clipping)
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        grad_norm = nn.utils.clip_grad_norm_(self.q_net.parameters(), cfg.max_grad_norm)
+        self.optimizer.step()
+        self.num_updates += 1
+        if self.num_updates % cfg.target_update_interval == 0:
+            self.update_target()
+        return {
+            "td_loss": loss.detach(), "q_values": q_B.detach().mean(), "grad_norm": grad_norm,
+        }
+
+    @torch.no_grad()
+    def update_target(self) -> None:
+        """θ' ← τ·θ + (1 − τ)·θ'; τ = 1 is a hard copy."""
+        for target, online in zip(self.target_net.parameters(), self.q_net.parameters()):
+            if self.config.tau >= 1.0:
+                target.copy_(online)
+            else:
+                target.lerp_(online, self.config.tau)
+
+    def state_dict(self) -> dict:
+        return {
+            "q_net": self.q_net.state_dict(),
+            "target_net": self.target_net.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "generator": self.generator.get_state(),
+            "num_updates": self.num_updates,
+        }
+
+    def load_state_dict(self, state: dict) -> None:
+        self.q_net.load_state_dict(state["q_net"])
+        self.target_net.load_state_dict(state["target_net"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.generator.set_state(state["generator"])
+        self.num_updates = state["num_updates"]

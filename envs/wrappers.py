@@ -1,0 +1,38 @@
+"""Vector-env wrappers that turn Gymnasium's same-step autoreset output into plain arrays."""
+
+from __future__ import annotations
+
+import numpy as np
+from gymnasium.vector import VectorWrapper
+
+
+class DenseFinalObs(VectorWrapper):
+    """Same-step autoreset, made array-friendly: `info["final_obs"]` is a dense batch.
+
+    Gymnasium's same-step mode puts the true last observations of finished envs in an object
+    array (`None` for the others), which neither `NumpyToTorch` nor a replay buffer can take.
+    Here `info["final_obs"][i]` is env i's true last observation where it finished this step and
+    its ordinary next observation elsewhere, so `info["final_obs"]` is the "real next obs" of
+    every transition and needs no masking downstream. Object-valued infos are dropped
+    (`final_info` and any an env adds) because they cannot become tensors.
+    """
+
+    def step(self, actions):
+        obs, reward, terminated, truncated, info = self.env.step(actions)
+        final_obs = np.copy(obs)
+        if "final_obs" in info:
+            done = info["_final_obs"]
+            final_obs[done] = np.stack(info["final_obs"][done])
+        info = {k: v for k, v in info.items() if not _is_object(v) and not k.startswith(("final_", "_final_"))}
+        info["final_obs"] = final_obs
+        return obs, reward, terminated, truncated, info
+
+    def reset(self, *, seed=None, options=None):
+        obs, info = self.env.reset(seed=seed, options=options)
+        return obs, {k: v for k, v in info.items() if not _is_object(v)}
+
+
+def _is_object(value) -> bool:
+    if isinstance(value, dict):
+        return any(_is_object(v) for v in value.values())
+    return isinstance(value, np.ndarray) and value.dtype == object

@@ -1,0 +1,1 @@
+"""Training loops, the CLI, logging, checkpoints, evaluation and replay."""

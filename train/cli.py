@@ -1,0 +1,147 @@
+"""The `rlplay` command: train, replay and bench."""
+
+from __future__ import annotations
+
+import dataclasses
+import sys
+from dataclasses import field
+from pathlib import Path
+
+import tyro
+
+from agents import DQNConfig
+from train.checkpoint import LATEST, load_checkpoint
+from train.config import RunConfig
+from train.errors import TrainingDiverged, UserError
+from train.offpolicy import train_dqn
+from train.presets import apply_preset
+
+ALGOS = {"dqn": (DQNConfig, train_dqn)}
+COMMANDS = {
+    "train": "train an agent: rlplay train dqn --env CartPole-v1 (rlplay train dqn --help)",
+    "replay": "play a saved policy: rlplay replay runs/<run> [--episodes K] [--video out.gif]",
+    "bench": "benchmarks against reference libraries: rlplay bench dqn-cartpole",
+}
+# Settings a resumed run must keep: the env state, network and buffer are built from them.
+FIXED_ON_RESUME = {"env", "num_envs", "vectorization", "seed", "hidden", "dueling", "buffer_size"}
+
+
+def usage() -> str:
+    lines = ["usage: rlplay COMMAND [ARGS]", "", "commands:"]
+    lines += [f"  {name:<8} {text}" for name, text in COMMANDS.items()]
+    lines += ["", "`rlplay COMMAND --help` lists each command's options."]
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if not argv or argv[0] in ("-h", "--help"):
+        print(usage())
+        return 0 if argv else 2
+    command, rest = argv[0], argv[1:]
+    try:
+        if command == "train":
+            return train_command(rest)
+        if command == "replay":
+            from train.play import replay_command
+
+            return replay_command(rest)
+        if command == "bench":
+            from train.bench import bench_command
+
+            return bench_command(rest)
+        raise UserError(f"unknown command '{command}'; commands: {', '.join(COMMANDS)}")
+    except (UserError, TrainingDiverged) as e:
+        print(f"rlplay: error: {e}", file=sys.stderr)
+        return e.exit_code
+
+
+def _flag_value(argv: list[str], flag: str) -> str | None:
+    """The value of `--flag X` or `--flag=X` in argv, read before tyro parses (for presets)."""
+    for i, arg in enumerate(argv):
+        if arg == flag and i + 1 < len(argv):
+            return argv[i + 1]
+        if arg.startswith(flag + "="):
+            return arg.split("=", 1)[1]
+    return None
+
+
+def parse_train_args(algo: str, argv: list[str]) -> tuple[RunConfig, object, dict | None]:
+    """Defaults ← preset for --env (or the resumed run's config) ← flags."""
+    config_cls, _ = ALGOS[algo]
+    resume_path = _flag_value(argv, "--resume")
+    ckpt = None
+    if resume_path is not None:
+        ckpt, file = load_checkpoint(resume_path, prefer=LATEST)
+        if ckpt["algo"] != algo:
+            raise UserError(f"{file} is a {ckpt['algo']} checkpoint, not {algo}")
+        ckpt["run_dir"] = str(file.parent)
+        run0 = RunConfig(**ckpt["config"]["run"])
+        algo0 = config_cls(**ckpt["config"][algo])
+        preset: dict = {}
+    else:
+        env = _flag_value(argv, "--env") or RunConfig.env
+        (run0, algo0), preset = apply_preset(algo, env, RunConfig(env=env), config_cls())
+
+    Args = dataclasses.make_dataclass("Args", [
+        ("run", RunConfig, field(default_factory=lambda: run0)),
+        ("algo", config_cls, field(default_factory=lambda: algo0)),
+    ])
+
+    description = (
+        f"Train {algo.upper()}. Defaults shown are the preset for --env "
+        f"({run0.env}); flags override them."
+    )
+    args = tyro.cli(
+        Args, args=argv, prog=f"rlplay train {algo}", description=description,
+        config=(tyro.conf.OmitArgPrefixes,),
+    )
+    run, algo_cfg = args.run, args.algo
+    if ckpt is not None:
+        before = {**dataclasses.asdict(run0), **dataclasses.asdict(algo0)}
+        after = {**dataclasses.asdict(run), **dataclasses.asdict(algo_cfg)}
+        changed = sorted(k for k in FIXED_ON_RESUME if before[k] != after[k])
+        if changed:
+            raise UserError(
+                f"--resume keeps the run's {', '.join(changed)}; drop those flags or start a new run"
+            )
+        run.resume = resume_path
+    _print_settings(algo, run, algo_cfg, preset, ckpt)
+    return run, algo_cfg, ckpt
+
+
+def _print_settings(algo, run, algo_cfg, preset, ckpt) -> None:
+    values = {**dataclasses.asdict(run), **dataclasses.asdict(algo_cfg)}
+    if ckpt is not None:
+        print(f"resuming {ckpt['run_dir']} at step {ckpt['counters']['global_step']}")
+    elif preset:
+        shown = ", ".join(f"{k}={v}" for k, v in preset.items())
+        print(f"preset {algo}/{run.env}: {shown}")
+        overridden = {k: values[k] for k in preset if values[k] != preset[k]}
+        if overridden:
+            print("overridden by flags: " + ", ".join(f"{k}={v}" for k, v in overridden.items()))
+    else:
+        print(f"no preset for {algo}/{run.env}: library defaults (see --help)")
+
+
+def train_command(argv: list[str]) -> int:
+    if not argv or argv[0] in ("-h", "--help"):
+        print(f"usage: rlplay train ALGO [OPTIONS]\n\nalgorithms: {', '.join(ALGOS)}\n"
+              "`rlplay train ALGO --help` lists the options, with the preset defaults.")
+        return 0 if argv else 2
+    algo, rest = argv[0], argv[1:]
+    if algo not in ALGOS:
+        raise UserError(f"unknown algorithm '{algo}'; available: {', '.join(ALGOS)}")
+    run, algo_cfg, ckpt = parse_train_args(algo, rest)
+    _, train_fn = ALGOS[algo]
+    result = train_fn(run, algo_cfg, resume=ckpt)
+    run_dir = result.run_dir
+    best = run_dir / "best.pt"
+    print(f"\nfinished ({result.stopped_by}) at step {result.global_step}")
+    if result.best_return is not None:
+        print(f"best eval return: {result.best_return:.1f}")
+    print(f"run folder:  {run_dir}")
+    print(f"checkpoint:  {best if best.exists() else run_dir / LATEST} (latest: {run_dir / LATEST})")
+    print(f"tensorboard: tensorboard --logdir {Path(run.runs_dir)}")
+    print(f"replay:      rlplay replay {run_dir}")
+    return 0

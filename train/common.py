@@ -1,0 +1,89 @@
+"""Plumbing every training loop shares: run folders, env construction, seeding, signals."""
+
+from __future__ import annotations
+
+import random
+import signal
+import threading
+import time
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Iterator
+
+import gymnasium as gym
+import numpy as np
+import torch
+
+import envs
+from train.config import RunConfig
+from train.errors import UserError
+
+
+def make_run_dir(run: RunConfig, algo: str) -> Path:
+    """runs/{env}__{algo}__{seed}__{time} (or runs/{run_name}); must not exist yet."""
+    name = run.run_name or (
+        f"{run.env.replace('/', '-').replace(':', '-')}__{algo}__{run.seed}__{int(time.time())}"
+    )
+    run_dir = Path(run.runs_dir) / name
+    if run_dir.exists() and any(run_dir.iterdir()):
+        raise UserError(
+            f"run folder {run_dir} already exists; pick another --run-name or continue it with "
+            f"--resume {run_dir}"
+        )
+    run_dir.mkdir(parents=True, exist_ok=True)
+    return run_dir
+
+
+def make_envs(
+    run: RunConfig, device: torch.device, num_envs: int, *, render_mode: str | None = None,
+    vectorization: str = "sync",
+) -> gym.vector.VectorEnv:
+    """`envs.make` with its failures turned into one-line user errors."""
+    try:
+        return envs.make(
+            run.env, num_envs, device=device, vectorization=vectorization, render_mode=render_mode
+        )
+    except envs.UnknownEnvError as e:
+        raise UserError(str(e)) from None
+    except gym.error.DependencyNotInstalled as e:
+        raise UserError(f"{run.env} needs a package that is not installed: {e}") from None
+    except gym.error.Error as e:
+        raise UserError(f"cannot make {run.env}: {e}") from None
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+class StopFlag:
+    """Set by SIGINT/SIGTERM; the loop checks it between steps and then saves and exits."""
+
+    def __init__(self) -> None:
+        self.signal: str | None = None
+
+    @property
+    def requested(self) -> bool:
+        return self.signal is not None
+
+
+@contextmanager
+def stop_on_signals() -> Iterator[StopFlag]:
+    """SIGINT or SIGTERM ask the loop to stop cleanly; a second SIGINT interrupts at once."""
+    flag = StopFlag()
+    if threading.current_thread() is not threading.main_thread():
+        yield flag  # signal handlers can only be installed from the main thread
+        return
+
+    def handler(signum, frame):
+        if flag.requested and signum == signal.SIGINT:
+            raise KeyboardInterrupt
+        flag.signal = signal.Signals(signum).name
+
+    previous = {s: signal.signal(s, handler) for s in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield flag
+    finally:
+        for s, h in previous.items():
+            signal.signal(s, h)

@@ -1,0 +1,60 @@
+"""Run-level settings shared by every algorithm's loop, and the device choice."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+import torch
+
+from train.errors import UserError
+
+
+@dataclass
+class RunConfig:
+    env: str = "CartPole-v1"
+    """Gymnasium env id; `module:EnvId` imports `module` first"""
+    num_envs: int = 1
+    """parallel training environments (N)"""
+    seed: int = 1
+    """seed for the nets, the envs (env i gets seed + i), exploration and sampling"""
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    """where the nets, buffer and env tensors live; auto picks cuda when available"""
+    total_steps: int = 100_000
+    """env steps to train for, counted over all envs (global_step)"""
+    target_return: float | None = None
+    """stop once the greedy evaluation's mean return reaches this"""
+    eval_every: int = 10_000
+    """env steps between greedy evaluations (0: only at the end)"""
+    eval_episodes: int = 10
+    """episodes per evaluation, run in parallel on separate eval envs"""
+    run_name: str | None = None
+    """run folder name under runs_dir; default {env}__{algo}__{seed}__{time}"""
+    runs_dir: str = "runs"
+    """where run folders are created"""
+    resume: str | None = None
+    """continue a run: its folder or a checkpoint file"""
+    save_buffer: bool = False
+    """put the replay buffer in checkpoints so that --resume is exact (larger files)"""
+    checkpoint_every: int = 50_000
+    """env steps between latest-checkpoint writes (also written at each evaluation and at exit)"""
+    log_every: int = 2_000
+    """env steps between scalar logs and progress updates (each one is a host sync)"""
+    vectorization: Literal["sync", "async"] = "sync"
+    """Gymnasium vector env: sync steps envs in this process, async in subprocesses"""
+    threads: int = 1
+    """torch CPU threads (small nets run fastest on 1; 0 keeps torch's default)"""
+    progress: bool = True
+    """show a progress bar"""
+
+
+def resolve_device(name: str) -> torch.device:
+    """'auto' -> cuda if available else cpu; 'cuda' without CUDA is a user error."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise UserError(
+            "--device cuda requested but CUDA is not available to torch "
+            f"(torch {torch.__version__}); use --device cpu or install a CUDA build of torch"
+        )
+    return torch.device(name)

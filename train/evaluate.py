@@ -1,0 +1,34 @@
+"""Greedy evaluation: one episode per eval env, all envs in parallel."""
+
+from __future__ import annotations
+
+from typing import Callable
+
+import torch
+from gymnasium.vector import VectorEnv
+
+
+@torch.no_grad()
+def evaluate(
+    policy: Callable[[torch.Tensor], torch.Tensor],
+    envs: VectorEnv,
+    *,
+    seed: int,
+    max_steps: int = 100_000,
+) -> torch.Tensor:
+    """Run one episode in each of `envs`' N envs; returns their undiscounted returns (N,) on CPU.
+
+    Envs that finish early keep stepping (same-step autoreset) but their rewards are masked out.
+    `max_steps` guards envs without a time limit. Syncs once a step to know when all are done.
+    """
+    obs, _ = envs.reset(seed=seed)
+    n = obs.shape[0]
+    returns_N = torch.zeros(n, dtype=torch.float64, device=obs.device)
+    running_N = torch.ones(n, dtype=torch.bool, device=obs.device)
+    for _ in range(max_steps):
+        obs, reward, terminated, truncated, _ = envs.step(policy(obs))
+        returns_N += reward.to(returns_N.device, torch.float64) * running_N
+        running_N &= ~(terminated | truncated).to(running_N.device)
+        if not running_N.any():  # sync
+            break
+    return returns_N.cpu()
