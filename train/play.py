@@ -1,0 +1,107 @@
+"""`rlplay replay`: play a saved policy greedily; print returns, show a window or write a video."""
+
+from __future__ import annotations
+
+import math
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Annotated, Literal
+
+import torch
+import tyro
+
+from train.checkpoint import BEST, LATEST, load_checkpoint
+from train.common import make_envs
+from train.config import RunConfig, resolve_device
+from train.errors import UserError
+from train.offpolicy import dqn_from_checkpoint
+
+POLICY_LOADERS = {"dqn": dqn_from_checkpoint}
+
+
+@dataclass
+class ReplayArgs:
+    path: Annotated[str, tyro.conf.Positional]
+    """a run folder (runs/<run>) or a checkpoint file"""
+    episodes: int | None = None
+    """episodes to play (default: 10, or 1 with --render human / --video)"""
+    checkpoint: Literal["best", "latest"] = "best"
+    """which checkpoint of a run folder: the best evaluation's or the latest"""
+    render: Literal["none", "human"] = "none"
+    """human opens a window (needs a display)"""
+    video: str | None = None
+    """write the episodes to this .gif or .mp4, rendered headlessly from rgb_array frames"""
+    fps: int | None = None
+    """video frame rate (default: the env's render_fps)"""
+    seed: int = 0
+    """seed of the first episode's reset (episode k uses seed + k)"""
+    device: Literal["auto", "cpu", "cuda"] = "cpu"
+    """where the policy runs"""
+
+
+def replay_command(argv: list[str]) -> int:
+    args = tyro.cli(ReplayArgs, args=argv, prog="rlplay replay")
+    returns = replay(args)
+    for i, r in enumerate(returns):
+        print(f"episode {i + 1}: return {r:.1f}")
+    mean = sum(returns) / len(returns)
+    std = math.sqrt(sum((r - mean) ** 2 for r in returns) / len(returns))
+    print(f"mean return over {len(returns)} episodes: {mean:.1f} ± {std:.1f}")
+    if args.video:
+        print(f"video: {args.video}")
+    return 0
+
+
+def replay(args: ReplayArgs) -> list[float]:
+    """Play the checkpoint's greedy policy for `args.episodes` episodes; return their returns."""
+    if args.video and Path(args.video).suffix.lower() not in (".gif", ".mp4"):
+        raise UserError(f"--video must end in .gif or .mp4, got {args.video}")
+    ckpt, file = load_checkpoint(args.path, prefer=BEST if args.checkpoint == "best" else LATEST)
+    if ckpt["algo"] not in POLICY_LOADERS:
+        raise UserError(f"{file}: replay does not know algorithm '{ckpt['algo']}'")
+    device = resolve_device(args.device)
+    agent = POLICY_LOADERS[ckpt["algo"]](ckpt, device)
+    run = RunConfig(**ckpt["config"]["run"])
+    render_mode = "rgb_array" if args.video else ("human" if args.render == "human" else None)
+    if render_mode == "rgb_array":
+        # Off-screen frames need no display; without this, pygame complains about a missing one.
+        os.environ.setdefault("SDL_VIDEODRIVER", "dummy")
+    episodes = args.episodes or (1 if render_mode else 10)
+    try:
+        envs = make_envs(run, device, 1, render_mode=render_mode)
+    except Exception as e:  # pygame without a display, missing renderer, ...
+        if isinstance(e, UserError):
+            raise
+        raise UserError(f"cannot render {run.env} ({args.render}): {e}; try --video out.gif") from None
+    frames: list = []
+    returns: list[float] = []
+    with torch.no_grad():
+        for k in range(episodes):
+            obs, _ = envs.reset(seed=args.seed + k)
+            total, done = 0.0, False
+            while not done:
+                if args.video:
+                    frames.append(envs.render()[0])
+                obs, reward, terminated, truncated, _ = envs.step(agent.act(obs))
+                total += float(reward[0])  # sync: one env, played for people to watch
+                done = bool(terminated[0] or truncated[0])
+            returns.append(total)
+    fps = args.fps or envs.metadata.get("render_fps") or 30
+    envs.close()
+    if args.video:
+        write_video(args.video, frames, fps)
+    return returns
+
+
+def write_video(path: str, frames: list, fps: int) -> None:
+    """Frames (H, W, 3) uint8 to a GIF (Pillow) or MP4 (ffmpeg from imageio-ffmpeg)."""
+    import imageio.v2 as imageio
+
+    if not frames:
+        raise UserError("no frames were rendered; does the env support render_mode='rgb_array'?")
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    if path.lower().endswith(".gif"):
+        imageio.mimsave(path, frames, duration=1000 / fps, loop=0)
+    else:
+        imageio.mimsave(path, frames, fps=fps, macro_block_size=1)
