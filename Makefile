@@ -13,7 +13,7 @@ $(BIN)/rlplay: pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -c "import torch" 2>/dev/null || \
 	  $(if $(TORCH_INDEX),$(BIN)/pip install torch --index-url $(TORCH_INDEX), \
-	  $(BIN)/pip install --no-index --no-deps torch 2>/dev/null || $(BIN)/pip install "torch>=2.3")
+	  $(BIN)/pip install --no-index --no-deps torch 2>/dev/null || $(BIN)/pip install "torch>=2.4")
 	$(BIN)/pip install -e ".[dev]"
 	touch $@
 

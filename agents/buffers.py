@@ -95,7 +95,8 @@ class ReplayBuffer:
             **{k: v[: self.size].cpu() for k, v in self._storage().items()},
         }
 
-    def load_state_dict(self, state: dict) -> None:
+    def load_state_dict(self, state: dict) -> bool:
+        """Load a `state_dict()`; returns False if the sampler RNG was for another device type."""
         if state["capacity"] != self.capacity:
             raise ValueError(
                 f"saved buffer has capacity {state['capacity']}, this one {self.capacity}"
@@ -103,4 +104,16 @@ class ReplayBuffer:
         self.pos, self.size = state["pos"], state["size"]
         for key, tensor in self._storage().items():
             tensor[: self.size] = state[key].to(self.device)
-        self.generator.set_state(state["generator"])
+        return set_generator_state(self.generator, state["generator"])
+
+
+def set_generator_state(generator: torch.Generator, state: torch.Tensor) -> bool:
+    """Restore a generator if `state` came from one of the same kind; False (untouched) if not.
+
+    CPU and CUDA generators have different state layouts, so a run moved between devices
+    continues with freshly seeded streams instead of failing.
+    """
+    if state.numel() != generator.get_state().numel():
+        return False
+    generator.set_state(state)
+    return True

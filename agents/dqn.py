@@ -9,7 +9,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from agents.buffers import Transitions
+from agents.buffers import Transitions, set_generator_state
 from nets import QNetwork
 
 
@@ -148,9 +148,14 @@ class DQNAgent:
             "num_updates": self.num_updates,
         }
 
-    def load_state_dict(self, state: dict) -> None:
+    def load_state_dict(self, state: dict) -> bool:
+        """Load a `state_dict()`; returns False if the RNG state was for another device type
+        (CPU and CUDA generators differ), in which case exploration continues from a fresh seed.
+        """
         self.q_net.load_state_dict(state["q_net"])
         self.target_net.load_state_dict(state["target_net"])
-        self.optimizer.load_state_dict(state["optimizer"])
-        self.generator.set_state(state["generator"])
+        # Adam keeps the tensors it is given; copy them so two agents never share moments.
+        self.optimizer.load_state_dict(copy.deepcopy(state["optimizer"]))
         self.num_updates = state["num_updates"]
+        return set_generator_state(self.generator, state["generator"])
+

@@ -49,29 +49,53 @@ def _layers(env: Any) -> list[Any]:
     return layers
 
 
+class _Foreign(Exception):
+    """A value that is not plain data (a space, a pygame surface, another env...)."""
+
+
+def _encode(value: Any) -> dict[str, Any]:
+    if isinstance(value, np.random.Generator):
+        return {"numpy_generator": value.bit_generator.state}
+    if isinstance(value, np.ndarray) and value.dtype != object:
+        return {"numpy_array": torch.from_numpy(value.copy())}
+    if isinstance(value, np.generic):
+        return {"numpy_scalar": value.item(), "dtype": str(value.dtype)}
+    if isinstance(value, _SCALARS):
+        return {"value": value}
+    if isinstance(value, (tuple, list)):
+        return {"sequence": [_encode(v) for v in value], "tuple": isinstance(value, tuple)}
+    if isinstance(value, dict) and all(isinstance(k, str) for k in value):
+        return {"mapping": {k: _encode(v) for k, v in value.items()}}
+    raise _Foreign
+
+
+def _decode(entry: dict[str, Any]) -> Any:
+    if "numpy_generator" in entry:
+        rng = np.random.default_rng()
+        rng.bit_generator.state = entry["numpy_generator"]
+        return rng
+    if "numpy_array" in entry:
+        return entry["numpy_array"].numpy().copy()
+    if "numpy_scalar" in entry:
+        return np.dtype(entry["dtype"]).type(entry["numpy_scalar"])
+    if "sequence" in entry:
+        items = [_decode(e) for e in entry["sequence"]]
+        return tuple(items) if entry["tuple"] else items
+    if "mapping" in entry:
+        return {k: _decode(e) for k, e in entry["mapping"].items()}
+    return entry["value"]
+
+
 def _snapshot(obj: Any) -> dict[str, Any]:
     snap: dict[str, Any] = {}
     for key, value in vars(obj).items():
-        if isinstance(value, np.random.Generator):
-            snap[key] = {"numpy_generator": value.bit_generator.state}
-        elif isinstance(value, np.ndarray) and value.dtype != object:
-            snap[key] = {"numpy_array": torch.from_numpy(value.copy())}
-        elif isinstance(value, np.generic):
-            snap[key] = {"numpy_scalar": value.item(), "dtype": str(value.dtype)}
-        elif isinstance(value, _SCALARS):
-            snap[key] = {"value": value}
+        try:
+            snap[key] = _encode(value)
+        except _Foreign:
+            pass  # not state we can (or need to) carry: spaces, wrapped envs, render handles
     return snap
 
 
 def _restore(obj: Any, snap: dict[str, Any]) -> None:
     for key, entry in snap.items():
-        if "numpy_generator" in entry:
-            rng = np.random.default_rng()
-            rng.bit_generator.state = entry["numpy_generator"]
-            setattr(obj, key, rng)
-        elif "numpy_array" in entry:
-            setattr(obj, key, entry["numpy_array"].numpy().copy())
-        elif "numpy_scalar" in entry:
-            setattr(obj, key, np.dtype(entry["dtype"]).type(entry["numpy_scalar"]))
-        else:
-            setattr(obj, key, entry["value"])
+        setattr(obj, key, _decode(entry))

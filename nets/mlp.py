@@ -13,6 +13,9 @@ from torch.nn import functional as F
 
 def space_sizes(observation_space: gym.Space, action_space: gym.Space) -> dict:
     """Map single-env Gymnasium spaces to the plain sizes our network constructors take."""
+    for space in (observation_space, action_space):
+        if isinstance(space, gym.spaces.Discrete) and int(space.start) != 0:
+            raise TypeError(f"Discrete spaces must start at 0, got {space}")
     if isinstance(observation_space, gym.spaces.Discrete):
         obs_dim, discrete_obs = int(observation_space.n), True
     elif isinstance(observation_space, gym.spaces.Box):

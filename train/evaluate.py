@@ -8,6 +8,11 @@ import torch
 from gymnasium.vector import VectorEnv
 
 
+def eval_seed(seed: int, num_evals: int) -> int:
+    """Reset seed of a run's k-th evaluation: fresh start states each time, never a training seed."""
+    return 1_000_000 + seed * 1_000 + num_evals
+
+
 @torch.no_grad()
 def evaluate(
     policy: Callable[[torch.Tensor], torch.Tensor],

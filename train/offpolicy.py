@@ -17,11 +17,8 @@ from train.checkpoint import BEST, LATEST, rng_state, save_checkpoint, set_rng_s
 from train.common import StopFlag, make_envs, make_run_dir, seed_everything, stop_on_signals
 from train.config import RunConfig, resolve_device
 from train.errors import TrainingDiverged, UserError
-from train.evaluate import evaluate
+from train.evaluate import eval_seed, evaluate
 from train.logger import RunLogger
-
-EVAL_SEED_OFFSET = 1_000_000  # eval envs never share seeds with training envs
-
 
 class EvalPoint(NamedTuple):
     global_step: int
@@ -141,22 +138,24 @@ def train_dqn(
                 scalars.update({f"losses/{k}": v for k, v in metrics.items()})
                 logger.log(global_step, scalars)
 
-            if global_step >= counters["next_eval"] or global_step >= run.total_steps:
-                counters["next_eval"] = global_step + (run.eval_every or run.total_steps)
+            eval_due = global_step >= counters["next_eval"] or global_step >= run.total_steps
+            checkpoint_due = run.checkpoint_every and global_step >= counters["next_checkpoint"]
+            if eval_due or checkpoint_due:
+                # The training clock stops while we evaluate and write files.
                 counters["train_seconds"] = time.perf_counter() - start
-                mean = _evaluate(agent, eval_envs, run, counters, logger, evals)
-                if counters["best_return"] is None or mean > counters["best_return"]:
-                    counters["best_return"] = mean
-                    checkpoint(BEST)
+                if checkpoint_due:
+                    counters["next_checkpoint"] = global_step + run.checkpoint_every
+                if eval_due:
+                    counters["next_eval"] = global_step + (run.eval_every or run.total_steps)
+                    mean = _evaluate(agent, eval_envs, run, counters, logger, evals)
+                    if counters["best_return"] is None or mean > counters["best_return"]:
+                        counters["best_return"] = mean
+                        checkpoint(BEST)
                 checkpoint(LATEST)
                 start = time.perf_counter() - counters["train_seconds"]
-                if run.target_return is not None and mean >= run.target_return:
+                if eval_due and run.target_return is not None and mean >= run.target_return:
                     stopped_by = "target_return"
                     break
-            elif run.checkpoint_every and global_step >= counters["next_checkpoint"]:
-                counters["next_checkpoint"] = global_step + run.checkpoint_every
-                counters["train_seconds"] = time.perf_counter() - start
-                checkpoint(LATEST)
 
     counters["train_seconds"] = time.perf_counter() - start
     if stopped_by not in ("total_steps", "target_return"):
@@ -172,8 +171,7 @@ def train_dqn(
 
 
 def _evaluate(agent, eval_envs, run, counters, logger, evals) -> float:
-    seed = EVAL_SEED_OFFSET + run.seed * 1_000 + counters["num_evals"]
-    returns = evaluate(agent.act, eval_envs, seed=seed)
+    returns = evaluate(agent.act, eval_envs, seed=eval_seed(run.seed, counters["num_evals"]))
     counters["num_evals"] += 1
     logger.log_eval(counters["global_step"], returns)
     mean = float(returns.mean())
@@ -187,14 +185,17 @@ def _evaluate(agent, eval_envs, run, counters, logger, evals) -> float:
 
 def _restore(ckpt, agent, buffer, envs, counters, device, log) -> torch.Tensor:
     """Put a checkpoint's state back into a freshly built loop; returns the current obs."""
-    agent.load_state_dict(ckpt["agent"])
+    same_rng = agent.load_state_dict(ckpt["agent"])
     counters.update(ckpt["counters"])
     set_rng_state(ckpt["rng"])
     if ckpt["buffer"] is not None:
-        buffer.load_state_dict(ckpt["buffer"])
+        same_rng = buffer.load_state_dict(ckpt["buffer"]) and same_rng
     else:
         log("note: the checkpoint has no replay buffer (train with --save-buffer for an exact "
             "resume); refilling it before updates continue")
+    if not same_rng:
+        log("note: the checkpoint was written on another device type; exploration and sampling "
+            "continue from fresh RNG streams (resume is not exact)")
     if ckpt["env_state"] is not None and envs_lib.get_env_state(envs) is not None:
         envs_lib.set_env_state(envs, ckpt["env_state"])
         return ckpt["obs"].to(device)

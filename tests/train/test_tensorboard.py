@@ -1,0 +1,87 @@
+"""What a run writes for people to read: TensorBoard tags and values, and config.json."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from train_testlib import accumulator, event_files, read_events, scalar_values
+
+SCALARS = [
+    "charts/episodic_return", "charts/episodic_length", "charts/sps", "charts/epsilon",
+    "losses/td_loss", "losses/q_values", "losses/grad_norm", "eval/episodic_return",
+]
+
+
+@pytest.fixture(scope="module")
+def events(tiny_run):
+    files = event_files(tiny_run)
+    assert len(files) == 1
+    return read_events(files[0])
+
+
+def test_scalar_tags_and_steps(events):
+    tags = {v.tag for e in events for v in e.summary.value}
+    assert set(SCALARS) <= tags
+    steps = {tag: [s for s, _ in scalar_values(events, tag)] for tag in SCALARS}
+    assert steps["charts/sps"] == [100, 200, 300, 400, 500, 600]
+    assert steps["charts/epsilon"] == [100, 200, 300, 400, 500, 600]
+    # The first gradient step is at step 102 (learning_starts=100, then 4 env steps per update).
+    for tag in ("losses/td_loss", "losses/q_values", "losses/grad_norm"):
+        assert steps[tag] == [200, 300, 400, 500, 600], tag
+    assert steps["eval/episodic_return"] == [300, 600]
+
+
+def test_scalar_values_make_sense(events):
+    returns = scalar_values(events, "charts/episodic_return")
+    lengths = scalar_values(events, "charts/episodic_length")
+    # 600 steps of CartPole in episodes of at least 8 steps: many episodes, every one logged.
+    assert 10 <= len(returns) <= 600 // 8
+    assert sum(n for _, n in lengths) <= 600
+    # CartPole pays 1 per step, so each episode's return is its length.
+    assert returns == lengths
+    assert all(r >= 8 for _, r in returns)
+    eps = [v for _, v in scalar_values(events, "charts/epsilon")]
+    # Logged epsilon belongs to the loop step just before the log step (global_step - num_envs).
+    assert eps[0] == pytest.approx(1.0 - 0.95 * 98 / 300, rel=1e-6)
+    assert eps == sorted(eps, reverse=True)
+    assert eps[3:] == pytest.approx([0.05] * 3)  # fully decayed after exploration_steps=300
+    assert all(v > 0 for _, v in scalar_values(events, "charts/sps"))
+    assert all(v >= 0 for _, v in scalar_values(events, "losses/td_loss"))
+    assert all(v >= 0 for _, v in scalar_values(events, "losses/grad_norm"))
+    assert all(v >= 8 for _, v in scalar_values(events, "eval/episodic_return"))
+
+
+def test_eval_returns_match_the_checkpoint(tiny_run, events):
+    from train.checkpoint import load_checkpoint
+
+    ckpt, _ = load_checkpoint(tiny_run)
+    logged = scalar_values(events, "eval/episodic_return")
+    assert [(step, pytest.approx(mean)) for step, _, mean in ckpt["evals"]] == logged
+
+
+def test_config_text_in_tensorboard(tiny_run):
+    ea = accumulator(tiny_run)
+    # torch's add_text("config", ...) writes the tag config/text_summary for the Text plugin.
+    assert ea.Tags()["tensors"] == ["config/text_summary"]
+    assert ea.SummaryMetadata("config/text_summary").plugin_data.plugin_name == "text"
+    (event,) = ea.Tensors("config/text_summary")
+    text = event.tensor_proto.string_val[0].decode()
+    assert event.step == 0
+    assert "|algo|dqn|" in text
+    assert "|run.env|CartPole-v1|" in text
+    assert "|dqn.learning_rate|0.00025|" in text
+    assert "|dqn.hidden|(16, 16)|" in text
+    assert set(SCALARS) <= set(ea.Tags()["scalars"])
+
+
+def test_config_json_holds_the_resolved_config(tiny_run):
+    config = json.loads((tiny_run / "config.json").read_text())
+    assert config["algo"] == "dqn"
+    assert config["run"]["env"] == "CartPole-v1"
+    assert config["run"]["num_envs"] == 2 and config["run"]["total_steps"] == 600
+    assert config["run"]["run_name"] == "tiny"
+    assert config["dqn"]["learning_rate"] == 0.00025  # DQNConfig's default: no preset in-process
+    assert config["dqn"]["hidden"] == [16, 16]
+    assert config["dqn"]["target_update_interval"] == 20
