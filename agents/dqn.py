@@ -16,7 +16,11 @@ from nets import QNetwork
 @dataclass
 class DQNConfig:
     learning_rate: float = 2.5e-4
-    """Adam learning rate"""
+    """Adam learning rate (at step 0)"""
+    final_learning_rate: float | None = None
+    """decay the learning rate linearly to this over lr_decay_steps env steps; None keeps it"""
+    lr_decay_steps: int = 50_000
+    """env steps over which the learning rate decays (absolute, like exploration_steps)"""
     buffer_size: int = 100_000
     """replay buffer capacity, in transitions"""
     batch_size: int = 128
@@ -105,6 +109,19 @@ class DQNAgent:
         )
         explore_N = torch.rand(n, device=self.device, generator=self.generator) < epsilon
         return torch.where(explore_N, random_N, greedy_N)
+
+    def learning_rate(self, global_step: int) -> float:
+        """The scheduled learning rate at `global_step` (constant unless final_learning_rate)."""
+        cfg = self.config
+        if cfg.final_learning_rate is None:
+            return cfg.learning_rate
+        return linear_schedule(
+            cfg.learning_rate, cfg.final_learning_rate, cfg.lr_decay_steps, global_step
+        )
+
+    def set_learning_rate(self, lr: float) -> None:
+        for group in self.optimizer.param_groups:
+            group["lr"] = lr
 
     def update(self, batch: Transitions) -> dict[str, torch.Tensor]:
         """One gradient step on the Huber TD error; returns 0-d metric tensors (no host sync)."""

@@ -126,6 +126,7 @@ def train_dqn(
                 counters["steps_since_train"] += n
                 while counters["steps_since_train"] >= cfg.train_frequency:
                     counters["steps_since_train"] -= cfg.train_frequency
+                    agent.set_learning_rate(agent.learning_rate(global_step))
                     for _ in range(cfg.gradient_steps):
                         metrics = agent.update(buffer.sample(cfg.batch_size))
                         nonfinite |= ~torch.isfinite(metrics["td_loss"])
@@ -134,7 +135,8 @@ def train_dqn(
                 counters["next_log"] = global_step + run.log_every
                 if nonfinite.item():  # sync
                     raise _diverged(run_dir, global_step)
-                scalars = {"charts/epsilon": epsilon}
+                scalars = {"charts/epsilon": epsilon,
+                           "charts/learning_rate": agent.learning_rate(global_step)}
                 scalars.update({f"losses/{k}": v for k, v in metrics.items()})
                 logger.log(global_step, scalars)
 

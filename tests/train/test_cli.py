@@ -16,6 +16,7 @@ import pytest
 import torch
 
 from train.checkpoint import BEST, LATEST, load_checkpoint
+from train.cli import main
 
 RLPLAY = str(Path(sys.executable).with_name("rlplay"))
 # The tiny run of train_testlib as flags; CartPole's preset supplies everything else.
@@ -36,14 +37,13 @@ def rlplay(*args: str, cwd: Path, timeout: float = 120) -> subprocess.CompletedP
     )
 
 
-def rlplay_many(commands: dict[str, list[str]], cwd: Path) -> dict[str, subprocess.CompletedProcess]:
-    """Run several `rlplay` commands at once (each spends most of its time importing torch)."""
+def run_many(commands: dict[str, list[str]], cwd: Path) -> dict[str, subprocess.CompletedProcess]:
+    """Run several commands at once: each spends most of its ~2 s importing torch and friends."""
     procs = {
         name: subprocess.Popen(
-            [RLPLAY, *args], cwd=cwd, env=ENV, text=True,
-            stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+            argv, cwd=cwd, env=ENV, text=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
         )
-        for name, args in commands.items()
+        for name, argv in commands.items()
     }
     results = {}
     for name, proc in procs.items():
@@ -71,14 +71,16 @@ def _unboxed(help_text: str) -> str:
 
 
 def test_help_and_python_m_train(tmp_path):
-    results = rlplay_many({"help": ["--help"], "train_help": ["train", "dqn", "--help"],
-                           "acrobot_help": ["train", "dqn", "--env", "Acrobot-v1", "--help"],
-                           "bare": []}, cwd=tmp_path)
+    results = run_many({
+        "help": [RLPLAY, "--help"], "train_help": [RLPLAY, "train", "dqn", "--help"],
+        "module": [sys.executable, "-m", "train", "--help"],
+    }, cwd=tmp_path)
     top = results["help"]
     assert top.returncode == 0, top.stderr
     for command in ("train", "replay", "bench"):
         assert re.search(rf"^  {command} ", top.stdout, re.M), command
-    assert results["bare"].returncode == 2 and results["bare"].stdout == top.stdout
+    module = results["module"]
+    assert module.returncode == 0 and module.stdout == top.stdout
 
     train = results["train_help"]
     assert train.returncode == 0, train.stderr
@@ -90,15 +92,26 @@ def test_help_and_python_m_train(tmp_path):
         ("--resume", "continue a run"),
     ]:
         assert re.search(rf"{flag}\b.{{0,40}}{re.escape(help_text)}", text), flag
-    # Defaults shown are the preset of --env: CartPole by default, Acrobot when asked.
+    # Defaults shown are the preset of --env (CartPole-v1 by default).
     assert "--learning-rate FLOAT Adam learning rate (default: 0.0023)" in text
-    acrobot = results["acrobot_help"]
-    assert acrobot.returncode == 0, acrobot.stderr
-    assert "--learning-rate FLOAT Adam learning rate (default: 0.00063)" in _unboxed(acrobot.stdout)
 
-    module = subprocess.run([sys.executable, "-m", "train", "--help"], cwd=tmp_path, env=ENV,
-                            capture_output=True, text=True, timeout=60)
-    assert module.returncode == 0 and module.stdout == top.stdout
+
+def test_help_shows_the_preset_of_the_env(capsys, monkeypatch):
+    # In-process (same code path as the console script, minus ~2 s of imports).
+    monkeypatch.setenv("COLUMNS", "200")
+    with pytest.raises(SystemExit) as info:
+        main(["train", "dqn", "--env", "Acrobot-v1", "--help"])
+    assert info.value.code == 0
+    text = _unboxed(capsys.readouterr().out)
+    assert "preset for --env (Acrobot-v1)" in text
+    assert "--learning-rate FLOAT Adam learning rate (default: 0.00063)" in text
+    assert "--target-update-interval INT gradient steps between target-network updates " \
+           "(default: 250)" in text
+
+
+def test_no_command_prints_usage_and_exits_2(capsys):
+    assert main([]) == 2
+    assert capsys.readouterr().out.startswith("usage: rlplay COMMAND")
 
 
 # --- a tiny run and its replay ------------------------------------------------------------------
@@ -133,33 +146,46 @@ def test_train_writes_the_run_folder(cli_run):
     assert ckpt["counters"]["global_step"] == 600
 
 
-def test_replay_writes_a_gif(cli_run, tmp_path):
+@pytest.fixture(scope="module")
+def replays(cli_run, tmp_path_factory):
+    cwd = tmp_path_factory.mktemp("replay")
+    run_dir = str(cli_run[2])
+    return cwd, run_many({
+        "gif": [RLPLAY, "replay", run_dir, "--video", "out.gif", "--episodes", "1"],
+        "three": [RLPLAY, "replay", run_dir, "--episodes", "3"],
+    }, cwd)
+
+
+def test_replay_writes_a_gif(replays):
     import imageio.v3 as iio
 
-    _, _, run_dir = cli_run
-    proc = rlplay("replay", str(run_dir), "--video", "out.gif", "--episodes", "1", cwd=tmp_path)
+    cwd, results = replays
+    proc = results["gif"]
     assert proc.returncode == 0, proc.stderr
     (episode_return,) = [float(r) for r in re.findall(r"^episode 1: return (\S+)$", proc.stdout, re.M)]
     assert "video: out.gif" in proc.stdout
-    frames = iio.imread(tmp_path / "out.gif", index=None)  # (F, H, W, 3)
-    # One frame per step before the last; the GIF writer merges frames that render identically.
+    frames = iio.imread(cwd / "out.gif", index=None)  # (F, H, W, 3)
+    # One frame per step but the last; the GIF writer merges frames that render identically
+    # (a first step can move the cart by less than a pixel).
     assert 2 <= len(frames) <= episode_return
     assert frames.shape[1:] == (400, 600, 3)
     assert all(len(torch.from_numpy(f).reshape(-1, 3).unique(dim=0)) > 2 for f in frames)
     assert len({f.tobytes() for f in frames}) == len(frames)  # the cart and pole move
 
 
-def test_replay_prints_returns_and_their_mean(cli_run, tmp_path):
-    _, _, run_dir = cli_run
-    proc = rlplay("replay", str(run_dir), "--episodes", "3", cwd=tmp_path)
+def test_replay_prints_returns_and_their_mean(replays, cli_run):
+    from train.play import ReplayArgs, replay
+
+    _, results = replays
+    proc = results["three"]
     assert proc.returncode == 0, proc.stderr
     returns = [float(r) for r in re.findall(r"^episode \d: return (\S+)$", proc.stdout, re.M)]
     assert len(returns) == 3 and all(r >= 8 for r in returns)
     mean = sum(returns) / 3
     std = math.sqrt(sum((r - mean) ** 2 for r in returns) / 3)
     assert f"mean return over 3 episodes: {mean:.1f} ± {std:.1f}" in proc.stdout
-    again = rlplay("replay", str(run_dir), "--episodes", "3", cwd=tmp_path)  # seeded: same returns
-    assert again.stdout == proc.stdout
+    # Seeded: the same three episodes again, here in-process.
+    assert replay(ReplayArgs(str(cli_run[2]), episodes=3)) == returns
 
 
 # --- bad input: exit 2, one line on stderr, no traceback -----------------------------------------
@@ -167,47 +193,39 @@ def test_replay_prints_returns_and_their_mean(cli_run, tmp_path):
 
 @pytest.fixture(scope="module")
 def bad_inputs(cli_run, tmp_path_factory):
-    _, runs, run_dir = cli_run
+    run_dir = cli_run[2]
     cwd = tmp_path_factory.mktemp("bad")
     data = (run_dir / LATEST).read_bytes()
     (cwd / "truncated.pt").write_bytes(data[: len(data) // 2])
     torch.save(torch.nn.Linear(4, 2).state_dict(), cwd / "foreign.pt")
-    train = ["train", "dqn", *TINY_FLAGS, "--runs-dir", str(cwd / "runs")]
+    train = [RLPLAY, "train", "dqn", *TINY_FLAGS, "--runs-dir", str(cwd / "runs")]
     commands = {
         "unknown_env": [*train, "--env", "CartPol-v1"],
         "continuous": [*train, "--env", "Pendulum-v1"],
-        "replay_missing": ["replay", str(cwd / "nope")],
-        "replay_truncated": ["replay", str(cwd / "truncated.pt")],
-        "replay_foreign": ["replay", str(cwd / "foreign.pt")],
-        "resume_missing": ["train", "dqn", "--resume", str(cwd / "nope")],
-        "resume_changes_fixed": ["train", "dqn", "--resume", str(run_dir), "--num-envs", "3"],
-        "existing_run": [*train[:-1], str(runs), "--run-name", "tiny"],
-        "unknown_command": ["frobnicate"],
-        "unknown_algo": ["train", "ppo2"],
+        "replay_missing": [RLPLAY, "replay", str(cwd / "nope")],
+        "replay_truncated": [RLPLAY, "replay", str(cwd / "truncated.pt")],
+        "replay_foreign": [RLPLAY, "replay", str(cwd / "foreign.pt")],
+        "resume_missing": [RLPLAY, "train", "dqn", "--resume", str(cwd / "nope")],
     }
     if not torch.cuda.is_available():
         commands["cuda"] = [*train, "--device", "cuda"]
-    return cwd, rlplay_many(commands, cwd)
+    return cwd, run_many(commands, cwd)
 
 
 BAD = {
-    "unknown_env": r"unknown environment 'CartPol-v1'; did you mean CartPole-v1",
+    "unknown_env": r"unknown environment 'CartPol-v1'; did you mean CartPole-v1\b",
     "continuous": r"DQN needs a discrete action space; Pendulum-v1 has Box",
     "cuda": r"--device cuda requested but CUDA is not available",
     "replay_missing": r"checkpoint or run folder \S+/nope does not exist",
     "replay_truncated": r"truncated\.pt is truncated or corrupt",
     "replay_foreign": r"foreign\.pt is not an rlplay checkpoint",
     "resume_missing": r"checkpoint or run folder \S+/nope does not exist",
-    "resume_changes_fixed": r"--resume keeps the run's num_envs",
-    "existing_run": r"run folder \S+/tiny already exists; .*--resume",
-    "unknown_command": r"unknown command 'frobnicate'",
-    "unknown_algo": r"unknown algorithm 'ppo2'; available: dqn",
 }
 
 
 @pytest.mark.parametrize("case", list(BAD))
 def test_bad_input_is_one_line_and_exit_2(bad_inputs, case):
-    cwd, results = bad_inputs
+    _, results = bad_inputs
     if case == "cuda" and case not in results:
         pytest.skip("CUDA is available here")
     proc = results[case]
@@ -222,6 +240,38 @@ def test_bad_input_leaves_no_run_folder(bad_inputs):
     cwd, _ = bad_inputs
     runs = cwd / "runs"
     assert not runs.exists() or not any(runs.iterdir())
+
+
+BAD_IN_PROCESS = {
+    "resume_changes_fixed": (["--resume", "{run}", "--num-envs", "3", "--hidden", "8"],
+                             r"--resume keeps the run's hidden, num_envs; drop those flags"),
+    "existing_run": (["{tiny}", "--runs-dir", "{runs}", "--run-name", "tiny"],
+                     r"run folder \S+/tiny already exists; .*--resume \S+/tiny$"),
+    "unknown_algo": (None, r"unknown algorithm 'ppo2'; available: dqn"),
+    "unknown_command": (None, r"unknown command 'frobnicate'; commands: train, replay, bench"),
+}
+
+
+@pytest.mark.parametrize("case", list(BAD_IN_PROCESS))
+def test_more_bad_input_in_process(cli_run, capsys, case):
+    # The same `main` as the console script, called in-process to save ~2 s of imports each.
+    _, runs, run_dir = cli_run
+    args, pattern = BAD_IN_PROCESS[case]
+    if case == "unknown_algo":
+        argv = ["train", "ppo2"]
+    elif case == "unknown_command":
+        argv = ["frobnicate"]
+    else:
+        subs = {"{run}": str(run_dir), "{runs}": str(runs), "{tiny}": None}
+        argv = ["train", "dqn"]
+        for arg in args:
+            argv += TINY_FLAGS if arg == "{tiny}" else [subs.get(arg, arg)]
+    before = sorted(runs.rglob("*"))
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("rlplay: error: "), err
+    assert re.search(pattern, err[0]), err[0]
+    assert sorted(runs.rglob("*")) == before  # nothing written into the existing run
 
 
 # --- NaN, signals and resume ----------------------------------------------------------------
@@ -261,7 +311,7 @@ def _wait_for(path: Path, proc: subprocess.Popen, timeout: float = 60) -> None:
 
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
 def test_signal_saves_and_resume_finishes(tmp_path, sig):
-    runs, name, total = tmp_path / "runs", sig.name.lower(), 8000
+    runs, name, total = tmp_path / "runs", sig.name.lower(), 5000
     run_dir = runs / name
     proc, out, err = _start_training(tmp_path, runs, name, total)
     try:
