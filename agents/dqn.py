@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 from dataclasses import dataclass
+from typing import Literal
 
 import torch
 from torch import nn
@@ -51,6 +52,27 @@ class DQNConfig:
     """hidden layer sizes of the Q-network"""
     max_grad_norm: float = 10.0
     """clip the gradient's global L2 norm to this"""
+    loss: Literal["huber", "mse"] = "huber"
+    """TD loss: huber (smooth L1, δ = 1, Mnih et al. 2015) or mse (gradients shrink with the error)"""
+
+    def __post_init__(self) -> None:
+        positive = ("buffer_size", "batch_size", "train_frequency", "gradient_steps",
+                    "target_update_interval", "learning_rate")
+        for name in positive:
+            if not getattr(self, name) > 0:
+                raise ValueError(f"{name} must be positive, got {getattr(self, name)}")
+        for name in ("learning_starts", "exploration_steps", "lr_decay_steps"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
+        if not 0.0 < self.tau <= 1.0:
+            raise ValueError(f"tau must be in (0, 1], got {self.tau}")
+        if not 0.0 <= self.gamma <= 1.0:
+            raise ValueError(f"gamma must be in [0, 1], got {self.gamma}")
+        for name in ("start_epsilon", "end_epsilon"):
+            if not 0.0 <= getattr(self, name) <= 1.0:
+                raise ValueError(f"{name} must be in [0, 1], got {getattr(self, name)}")
+        if not self.hidden or min(self.hidden) <= 0:
+            raise ValueError(f"hidden must be one or more positive sizes, got {self.hidden}")
 
 
 def linear_schedule(start: float, end: float, duration: int, step: int) -> float:
@@ -135,7 +157,10 @@ class DQNAgent:
             next_q_B = next_q_target_BA.gather(1, next_action_B).squeeze(1)
             target_B = td_target(batch.reward, next_q_B, batch.terminated, cfg.gamma)
         q_B = self.q_net(batch.obs).gather(1, batch.action.long().unsqueeze(1)).squeeze(1)
-        loss = F.smooth_l1_loss(q_B, target_B)  # Huber, δ = 1 (Mnih et al. 2015's error clipping)
+        if cfg.loss == "huber":
+            loss = F.smooth_l1_loss(q_B, target_B)  # Mnih et al. 2015's error clipping
+        else:
+            loss = F.mse_loss(q_B, target_B)
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         grad_norm = nn.utils.clip_grad_norm_(self.q_net.parameters(), cfg.max_grad_norm)

@@ -47,6 +47,18 @@ class RunConfig:
     progress: bool = True
     """show a progress bar"""
 
+    def __post_init__(self) -> None:
+        for name in ("num_envs", "total_steps", "eval_episodes", "log_every"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be at least 1, got {getattr(self, name)}")
+        for name in ("eval_every", "checkpoint_every", "threads"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
+        if self.run_name is not None and (
+            not self.run_name or "/" in self.run_name or self.run_name in (".", "..")
+        ):
+            raise ValueError(f"run_name must be a plain folder name, got {self.run_name!r}")
+
 
 def resolve_device(name: str) -> torch.device:
     """'auto' -> cuda if available else cpu; 'cuda' without CUDA is a user error."""

@@ -45,6 +45,13 @@ def build_dqn(run: RunConfig, cfg: DQNConfig, space: gym.vector.VectorEnv, devic
         sizes = space_sizes(space.single_observation_space, space.single_action_space)
     except TypeError as e:
         raise UserError(f"{run.env}: {e}") from None
+    if cfg.buffer_size < run.num_envs:
+        raise UserError(f"--buffer-size {cfg.buffer_size} cannot hold one step of {run.num_envs} envs")
+    if cfg.learning_starts > cfg.buffer_size:
+        raise UserError(
+            f"--learning-starts {cfg.learning_starts} exceeds --buffer-size {cfg.buffer_size}: "
+            "training would never start"
+        )
     return DQNAgent(cfg, **sizes, device=device, seed=run.seed)
 
 

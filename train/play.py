@@ -55,6 +55,8 @@ def replay_command(argv: list[str]) -> int:
 
 def replay(args: ReplayArgs) -> list[float]:
     """Play the checkpoint's greedy policy for `args.episodes` episodes; return their returns."""
+    if args.episodes is not None and args.episodes < 1:
+        raise UserError(f"--episodes must be at least 1, got {args.episodes}")
     if args.video and Path(args.video).suffix.lower() not in (".gif", ".mp4"):
         raise UserError(f"--video must end in .gif or .mp4, got {args.video}")
     ckpt, file = load_checkpoint(args.path, prefer=BEST if args.checkpoint == "best" else LATEST)

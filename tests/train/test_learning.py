@@ -1,0 +1,29 @@
+"""Learning tests: seeded agents must reach their task's return threshold within the preset."""
+
+import torch
+
+from agents import DQNConfig
+from train.checkpoint import load_checkpoint
+from train.config import RunConfig
+from train.evaluate import evaluate
+from train.offpolicy import dqn_from_checkpoint, train_dqn
+from train.presets import DQN_PRESETS, apply_preset
+import envs
+
+
+def test_dqn_solves_cartpole_within_its_preset_budget(tmp_path):
+    (run, cfg), _ = apply_preset("dqn", "CartPole-v1", RunConfig(env="CartPole-v1"), DQNConfig())
+    run.seed, run.device, run.progress, run.runs_dir = 1, "cpu", False, str(tmp_path)
+    run.target_return = 475.0
+    result = train_dqn(run, cfg)
+
+    assert result.stopped_by == "target_return", result.evals
+    assert result.global_step <= DQN_PRESETS["CartPole-v1"]["total_steps"]
+    assert result.best_return >= 475.0
+    # The saved best policy, rebuilt from its file alone, solves fresh episodes too.
+    ckpt, _ = load_checkpoint(result.run_dir, prefer="best.pt")
+    agent = dqn_from_checkpoint(ckpt)
+    eval_envs = envs.make("CartPole-v1", 10)
+    returns = evaluate(agent.act, eval_envs, seed=12345)
+    assert returns.mean() >= 475.0, returns
+    assert torch.all(returns > 0)
