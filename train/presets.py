@@ -9,11 +9,15 @@ from typing import Any
 # units (target_update_interval counts gradient steps, exploration_steps env steps), and were
 # re-tuned where ours solved faster or more reliably; the README's results table used these.
 DQN_PRESETS: dict[str, dict[str, Any]] = {
+    # rl-zoo's bursts (gradient steps in blocks, one target per block) with a smaller dueling
+    # net and a learning rate decaying to 0: solved sooner, and more often still solved at the end
+    # (see the README's benchmark and the sweep notes there).
     "CartPole-v1": dict(
         num_envs=4, total_steps=50_000, eval_every=2_000,
-        learning_rate=2.3e-3, batch_size=64, buffer_size=100_000, learning_starts=1_000,
-        gamma=0.99, train_frequency=256, gradient_steps=128, target_update_interval=128,
-        exploration_steps=8_000, end_epsilon=0.04, hidden=(256, 256),
+        learning_rate=2.3e-3, final_learning_rate=0.0, lr_decay_steps=50_000,
+        batch_size=64, buffer_size=100_000, learning_starts=1_000, gamma=0.99,
+        train_frequency=256, gradient_steps=64, target_update_interval=64,
+        exploration_steps=8_000, end_epsilon=0.04, hidden=(128, 128), dueling=True,
     ),
     "Acrobot-v1": dict(
         num_envs=4, total_steps=100_000, eval_every=5_000,
