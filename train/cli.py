@@ -54,6 +54,9 @@ def main(argv: list[str] | None = None) -> int:
     except (UserError, TrainingDiverged) as e:
         print(f"rlplay: error: {e}", file=sys.stderr)
         return e.exit_code
+    except KeyboardInterrupt:  # a second Ctrl-C: the first one's checkpoint may not be written
+        print("rlplay: interrupted", file=sys.stderr)
+        return 130
 
 
 def _flag_value(argv: list[str], flag: str) -> str | None:

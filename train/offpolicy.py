@@ -108,74 +108,76 @@ def train_dqn(
         save_checkpoint(run_dir / name, payload)
         return run_dir / name
 
-    stopped_by = "total_steps"
-    start = time.perf_counter() - counters["train_seconds"]
-    with stop_on_signals() as signals:
-        stop = stop or signals
-        while counters["global_step"] < run.total_steps:
-            if stop.requested:
-                stopped_by = stop.signal or "stop"
-                break
-            global_step = counters["global_step"]
-            epsilon = linear_schedule(
-                cfg.start_epsilon, cfg.end_epsilon, cfg.exploration_steps, global_step
-            )
-            action = agent.act(obs, epsilon)
-            next_obs, reward, terminated, truncated, info = envs.step(action)
-            # final_obs is the true next observation, also where an episode just ended, so a
-            # truncated transition bootstraps from its real last state (terminated ones never).
-            buffer.add(obs, action, reward, info["final_obs"], terminated)
-            obs = next_obs
-            logger.stash_episodes(info)
-            global_step = counters["global_step"] = global_step + n
-
-            if len(buffer) >= cfg.learning_starts:
-                counters["steps_since_train"] += n
-                while counters["steps_since_train"] >= cfg.train_frequency:
-                    counters["steps_since_train"] -= cfg.train_frequency
-                    agent.set_learning_rate(agent.learning_rate(global_step))
-                    for _ in range(cfg.gradient_steps):
-                        metrics = agent.update(buffer.sample(cfg.batch_size))
-                        nonfinite |= ~torch.isfinite(metrics["td_loss"])
-
-            if global_step >= counters["next_log"]:
-                counters["next_log"] = global_step + run.log_every
-                if nonfinite.item():  # sync
-                    raise _diverged(run_dir, global_step)
-                scalars = {"charts/epsilon": epsilon,
-                           "charts/learning_rate": agent.learning_rate(global_step)}
-                scalars.update({f"losses/{k}": v for k, v in metrics.items()})
-                logger.log(global_step, scalars)
-
-            eval_due = global_step >= counters["next_eval"] or global_step >= run.total_steps
-            checkpoint_due = run.checkpoint_every and global_step >= counters["next_checkpoint"]
-            if eval_due or checkpoint_due:
-                # The training clock stops while we evaluate and write files.
-                counters["train_seconds"] = time.perf_counter() - start
-                if checkpoint_due:
-                    counters["next_checkpoint"] = global_step + run.checkpoint_every
-                if eval_due:
-                    counters["next_eval"] = global_step + (run.eval_every or run.total_steps)
-                    mean = _evaluate(agent, eval_envs, run, counters, logger, evals)
-                    if counters["best_return"] is None or mean > counters["best_return"]:
-                        counters["best_return"] = mean
-                        checkpoint(BEST)
-                checkpoint(LATEST)
-                start = time.perf_counter() - counters["train_seconds"]
-                if eval_due and run.target_return is not None and mean >= run.target_return:
-                    stopped_by = "target_return"
+    try:
+        stopped_by = "total_steps"
+        start = time.perf_counter() - counters["train_seconds"]
+        with stop_on_signals() as signals:
+            stop = stop or signals
+            while counters["global_step"] < run.total_steps:
+                if stop.requested:
+                    stopped_by = stop.signal or "stop"
                     break
+                global_step = counters["global_step"]
+                epsilon = linear_schedule(
+                    cfg.start_epsilon, cfg.end_epsilon, cfg.exploration_steps, global_step
+                )
+                action = agent.act(obs, epsilon)
+                next_obs, reward, terminated, truncated, info = envs.step(action)
+                # final_obs is the true next observation, also where an episode just ended, so a
+                # truncated transition bootstraps from its real last state (terminated ones never).
+                buffer.add(obs, action, reward, info["final_obs"], terminated)
+                obs = next_obs
+                logger.stash_episodes(info)
+                global_step = counters["global_step"] = global_step + n
 
-    counters["train_seconds"] = time.perf_counter() - start
-    if stopped_by not in ("total_steps", "target_return"):
-        path = checkpoint(LATEST)
-        logger.message(
-            f"{stopped_by} at step {counters['global_step']}: saved {path}; continue with "
-            f"rlplay train dqn --resume {run_dir}"
-        )
-    logger.close()
-    envs.close()
-    eval_envs.close()
+                if len(buffer) >= cfg.learning_starts:
+                    counters["steps_since_train"] += n
+                    while counters["steps_since_train"] >= cfg.train_frequency:
+                        counters["steps_since_train"] -= cfg.train_frequency
+                        agent.set_learning_rate(agent.learning_rate(global_step))
+                        for _ in range(cfg.gradient_steps):
+                            metrics = agent.update(buffer.sample(cfg.batch_size))
+                            nonfinite |= ~torch.isfinite(metrics["td_loss"])
+
+                if global_step >= counters["next_log"]:
+                    counters["next_log"] = global_step + run.log_every
+                    if nonfinite.item():  # sync
+                        raise _diverged(run_dir, global_step)
+                    scalars = {"charts/epsilon": epsilon,
+                               "charts/learning_rate": agent.learning_rate(global_step)}
+                    scalars.update({f"losses/{k}": v for k, v in metrics.items()})
+                    logger.log(global_step, scalars)
+
+                eval_due = global_step >= counters["next_eval"] or global_step >= run.total_steps
+                checkpoint_due = run.checkpoint_every and global_step >= counters["next_checkpoint"]
+                if eval_due or checkpoint_due:
+                    # The training clock stops while we evaluate and write files.
+                    counters["train_seconds"] = time.perf_counter() - start
+                    if checkpoint_due:
+                        counters["next_checkpoint"] = global_step + run.checkpoint_every
+                    if eval_due:
+                        counters["next_eval"] = global_step + (run.eval_every or run.total_steps)
+                        mean = _evaluate(agent, eval_envs, run, counters, logger, evals)
+                        if counters["best_return"] is None or mean > counters["best_return"]:
+                            counters["best_return"] = mean
+                            checkpoint(BEST)
+                    checkpoint(LATEST)
+                    start = time.perf_counter() - counters["train_seconds"]
+                    if eval_due and run.target_return is not None and mean >= run.target_return:
+                        stopped_by = "target_return"
+                        break
+
+        counters["train_seconds"] = time.perf_counter() - start
+        if stopped_by not in ("total_steps", "target_return"):
+            path = checkpoint(LATEST)
+            logger.message(
+                f"{stopped_by} at step {counters['global_step']}: saved {path}; continue with "
+                f"rlplay train dqn --resume {run_dir}"
+            )
+    finally:
+        logger.close()
+        envs.close()
+        eval_envs.close()
     return TrainResult(run_dir, counters["global_step"], evals, counters["best_return"], stopped_by)
 
 

@@ -1,4 +1,8 @@
-"""`rlplay` run as a user runs it: a subprocess, its exit code, what it prints, what it writes."""
+"""`rlplay` run as a user runs it: a subprocess, its exit code, what it prints, what it writes.
+
+Each subprocess spends ~2 s of CPU importing torch and friends, so the one-shot commands are
+started together (`wave`, then `replays`) and each test reads its command's result.
+"""
 
 from __future__ import annotations
 
@@ -28,20 +32,14 @@ TINY_FLAGS = [
     "--batch-size", "16", "--train-frequency", "4", "--gradient-steps", "1",
     "--target-update-interval", "20", "--exploration-steps", "300",
 ]
-# Wide enough that tyro's help rarely wraps a help text, narrow enough for one column (at ~160
-# it lays the groups out side by side).
+# Wide enough that tyro's help rarely wraps a help text, narrow enough for one column (from
+# ~160 columns it lays the option groups out side by side).
 WIDTH = "120"
 ENV = {**os.environ, "COLUMNS": WIDTH}
 
 
-def rlplay(*args: str, cwd: Path, timeout: float = 120) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [RLPLAY, *args], cwd=cwd, env=ENV, capture_output=True, text=True, timeout=timeout
-    )
-
-
 def run_many(commands: dict[str, list[str]], cwd: Path) -> dict[str, subprocess.CompletedProcess]:
-    """Run several commands at once: each spends most of its ~2 s importing torch and friends."""
+    """Run the commands at once and wait for all of them."""
     procs = {
         name: subprocess.Popen(
             argv, cwd=cwd, env=ENV, text=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
@@ -50,19 +48,60 @@ def run_many(commands: dict[str, list[str]], cwd: Path) -> dict[str, subprocess.
     }
     results = {}
     for name, proc in procs.items():
-        out, err = proc.communicate(timeout=120)
+        out, err = proc.communicate(timeout=180)
         results[name] = subprocess.CompletedProcess(proc.args, proc.returncode, out, err)
     return results
 
 
+BAD = {  # name: (arguments after `rlplay`, the one-line error it must give)
+    "unknown_env": (["train", "dqn", *TINY_FLAGS, "--env", "CartPol-v1"],
+                    r"unknown environment 'CartPol-v1'; did you mean CartPole-v1\b"),
+    "continuous": (["train", "dqn", *TINY_FLAGS, "--env", "Pendulum-v1"],
+                   r"DQN needs a discrete action space; Pendulum-v1 has Box"),
+    "cuda": (["train", "dqn", *TINY_FLAGS, "--device", "cuda"],
+             r"--device cuda requested but CUDA is not available"),
+    "replay_missing": (["replay", "nope"], r"checkpoint or run folder nope does not exist"),
+    "replay_truncated": (["replay", "truncated.pt"], r"truncated\.pt is truncated or corrupt"),
+    "replay_foreign": (["replay", "foreign.pt"], r"foreign\.pt is not an rlplay checkpoint"),
+    "resume_missing": (["train", "dqn", "--resume", "nope"],
+                       r"checkpoint or run folder nope does not exist"),
+}
+
+
 @pytest.fixture(scope="module")
-def cli_run(tmp_path_factory):
-    """`rlplay train dqn <tiny flags> --run-name tiny`: (completed process, runs dir, run dir)."""
+def wave(tmp_path_factory, tiny_run):
+    """The tiny training run, a diverging one, the help texts and the bad inputs, all at once."""
     cwd = tmp_path_factory.mktemp("cli")
-    runs = cwd / "runs"
-    proc = rlplay("train", "dqn", *TINY_FLAGS, "--runs-dir", str(runs), "--run-name", "tiny",
-                  cwd=cwd)
-    return proc, runs, runs / "tiny"
+    data = (tiny_run / LATEST).read_bytes()
+    (cwd / "truncated.pt").write_bytes(data[: len(data) // 2])
+    torch.save(torch.nn.Linear(4, 2).state_dict(), cwd / "foreign.pt")
+    train = [RLPLAY, "train", "dqn", *TINY_FLAGS, "--runs-dir", str(cwd / "runs")]
+    commands = {
+        "train": [*train, "--run-name", "tiny"],
+        # lr = 1e30: Adam's step is ~lr whatever the gradient, so the weights jump to ~1e30 and
+        # the next forward pass overflows float32 (see test_nan.py). Learning starts after the
+        # eval at step 300, so there is a good checkpoint to keep.
+        "nan": [*train, "--run-name", "nan", "--learning-rate", "1e30", "--learning-starts", "400"],
+        "help": [RLPLAY, "--help"],
+        "train_help": [RLPLAY, "train", "dqn", "--help"],
+        "module": [sys.executable, "-m", "train", "--help"],
+    }
+    for name, (args, _) in BAD.items():
+        if name == "cuda" and torch.cuda.is_available():
+            continue
+        if "--resume" not in args and args[0] == "train":
+            args = [*args, "--runs-dir", str(cwd / "bad_runs")]
+        commands[name] = [RLPLAY, *args]
+    return cwd, run_many(commands, cwd)
+
+
+@pytest.fixture(scope="module")
+def cli_run(wave):
+    """(completed `rlplay train dqn <tiny flags> --run-name tiny`, runs dir, run dir)."""
+    cwd, results = wave
+    proc = results["train"]
+    assert proc.returncode == 0, proc.stderr
+    return proc, cwd / "runs", cwd / "runs" / "tiny"
 
 
 def _unboxed(help_text: str) -> str:
@@ -73,11 +112,8 @@ def _unboxed(help_text: str) -> str:
 # --- help -------------------------------------------------------------------------------------
 
 
-def test_help_and_python_m_train(tmp_path):
-    results = run_many({
-        "help": [RLPLAY, "--help"], "train_help": [RLPLAY, "train", "dqn", "--help"],
-        "module": [sys.executable, "-m", "train", "--help"],
-    }, cwd=tmp_path)
+def test_help_lists_the_commands_and_python_m_train_is_rlplay(wave):
+    _, results = wave
     top = results["help"]
     assert top.returncode == 0, top.stderr
     for command in ("train", "replay", "bench"):
@@ -85,6 +121,9 @@ def test_help_and_python_m_train(tmp_path):
     module = results["module"]
     assert module.returncode == 0 and module.stdout == top.stdout
 
+
+def test_train_help_lists_flags_with_their_help(wave):
+    _, results = wave
     train = results["train_help"]
     assert train.returncode == 0, train.stderr
     text = _unboxed(train.stdout)
@@ -100,7 +139,7 @@ def test_help_and_python_m_train(tmp_path):
 
 
 def test_help_shows_the_preset_of_the_env(capsys, monkeypatch):
-    # In-process (same code path as the console script, minus ~2 s of imports).
+    # In-process: the console script's own `main`, minus ~2 s of imports.
     monkeypatch.setenv("COLUMNS", WIDTH)
     with pytest.raises(SystemExit) as info:
         main(["train", "dqn", "--env", "Acrobot-v1", "--help"])
@@ -122,7 +161,6 @@ def test_no_command_prints_usage_and_exits_2(capsys):
 
 def test_train_prints_where_everything_is(cli_run):
     proc, runs, run_dir = cli_run
-    assert proc.returncode == 0, proc.stderr
     out = proc.stdout
     assert "preset dqn/CartPole-v1: num_envs=4, total_steps=50000" in out
     assert re.search(r"^overridden by flags: num_envs=2, total_steps=600, .*hidden=\(16, 16\)",
@@ -195,54 +233,22 @@ def test_replay_prints_returns_and_their_mean(replays, cli_run):
 # --- bad input: exit 2, one line on stderr, no traceback -----------------------------------------
 
 
-@pytest.fixture(scope="module")
-def bad_inputs(cli_run, tmp_path_factory):
-    run_dir = cli_run[2]
-    cwd = tmp_path_factory.mktemp("bad")
-    data = (run_dir / LATEST).read_bytes()
-    (cwd / "truncated.pt").write_bytes(data[: len(data) // 2])
-    torch.save(torch.nn.Linear(4, 2).state_dict(), cwd / "foreign.pt")
-    train = [RLPLAY, "train", "dqn", *TINY_FLAGS, "--runs-dir", str(cwd / "runs")]
-    commands = {
-        "unknown_env": [*train, "--env", "CartPol-v1"],
-        "continuous": [*train, "--env", "Pendulum-v1"],
-        "replay_missing": [RLPLAY, "replay", str(cwd / "nope")],
-        "replay_truncated": [RLPLAY, "replay", str(cwd / "truncated.pt")],
-        "replay_foreign": [RLPLAY, "replay", str(cwd / "foreign.pt")],
-        "resume_missing": [RLPLAY, "train", "dqn", "--resume", str(cwd / "nope")],
-    }
-    if not torch.cuda.is_available():
-        commands["cuda"] = [*train, "--device", "cuda"]
-    return cwd, run_many(commands, cwd)
-
-
-BAD = {
-    "unknown_env": r"unknown environment 'CartPol-v1'; did you mean CartPole-v1\b",
-    "continuous": r"DQN needs a discrete action space; Pendulum-v1 has Box",
-    "cuda": r"--device cuda requested but CUDA is not available",
-    "replay_missing": r"checkpoint or run folder \S+/nope does not exist",
-    "replay_truncated": r"truncated\.pt is truncated or corrupt",
-    "replay_foreign": r"foreign\.pt is not an rlplay checkpoint",
-    "resume_missing": r"checkpoint or run folder \S+/nope does not exist",
-}
-
-
 @pytest.mark.parametrize("case", list(BAD))
-def test_bad_input_is_one_line_and_exit_2(bad_inputs, case):
-    _, results = bad_inputs
-    if case == "cuda" and case not in results:
+def test_bad_input_is_one_line_and_exit_2(wave, case):
+    _, results = wave
+    if case not in results:
         pytest.skip("CUDA is available here")
     proc = results[case]
     assert proc.returncode == 2, (proc.stdout, proc.stderr)
     assert "Traceback" not in proc.stderr
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("rlplay: error: "), proc.stderr
-    assert re.search(BAD[case], lines[0]), lines[0]
+    assert re.search(BAD[case][1], lines[0]), lines[0]
 
 
-def test_bad_input_leaves_no_run_folder(bad_inputs):
-    cwd, _ = bad_inputs
-    runs = cwd / "runs"
+def test_bad_input_leaves_no_run_folder(wave):
+    cwd, _ = wave
+    runs = cwd / "bad_runs"
     assert not runs.exists() or not any(runs.iterdir())
 
 
@@ -266,16 +272,16 @@ def test_more_bad_input_in_process(cli_run, capsys, case):
     elif case == "unknown_command":
         argv = ["frobnicate"]
     else:
-        subs = {"{run}": str(run_dir), "{runs}": str(runs), "{tiny}": None}
+        subs = {"{run}": str(run_dir), "{runs}": str(runs)}
         argv = ["train", "dqn"]
         for arg in args:
             argv += TINY_FLAGS if arg == "{tiny}" else [subs.get(arg, arg)]
-    before = sorted(runs.rglob("*"))
+    before = {p: p.stat().st_mtime_ns for p in runs.rglob("*")}
     assert main(argv) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("rlplay: error: "), err
     assert re.search(pattern, err[0]), err[0]
-    assert sorted(runs.rglob("*")) == before  # nothing written into the existing run
+    assert {p: p.stat().st_mtime_ns for p in runs.rglob("*")} == before  # nothing written
 
 
 def _cli_train(tmp_path: Path, *flags: str) -> list[str]:
@@ -351,70 +357,87 @@ def test_resume_of_a_moved_run_prints_its_real_logdir(tmp_path, capsys):
 # --- NaN, signals and resume ----------------------------------------------------------------
 
 
-def test_nan_loss_exits_3(tmp_path):
-    # lr = 1e30 makes Adam's first steps ~1e30 and the next forward pass overflow (see
-    # test_nan.py); learning starts after the eval at step 300, so a good checkpoint exists.
-    proc = rlplay("train", "dqn", *TINY_FLAGS, "--runs-dir", str(tmp_path), "--run-name", "nan",
-                  "--learning-rate", "1e30", "--learning-starts", "400", cwd=tmp_path)
+def test_nan_loss_exits_3(wave):
+    cwd, results = wave
+    proc = results["nan"]
     assert proc.returncode == 3, (proc.stdout, proc.stderr)
     assert "Traceback" not in proc.stderr
     (error,) = [line for line in proc.stderr.splitlines() if line.startswith("rlplay: error:")]
+    # Updates start at step 402; the first at lr 1e30 makes the next loss inf: caught at 500.
     assert "the TD loss became NaN or infinite before step 500" in error
-    assert f"the last good checkpoint was kept ({tmp_path / 'nan' / LATEST})" in error
-    ckpt, _ = load_checkpoint(tmp_path / "nan")
+    assert f"the last good checkpoint was kept ({cwd / 'runs' / 'nan' / LATEST})" in error
+    ckpt, _ = load_checkpoint(cwd / "runs" / "nan")
     assert ckpt["counters"]["global_step"] == 300
     assert all(torch.isfinite(t).all() for t in ckpt["agent"]["q_net"].values())
 
 
-def _start_training(cwd: Path, runs: Path, name: str, total_steps: int):
-    out, err = (cwd / f"{name}.out").open("w"), (cwd / f"{name}.err").open("w")
-    flags = [*TINY_FLAGS, "--total-steps", str(total_steps), "--eval-every", "0",
-             "--checkpoint-every", "200", "--runs-dir", str(runs), "--run-name", name]
-    proc = subprocess.Popen([RLPLAY, "train", "dqn", *flags], cwd=cwd, env=ENV,
-                            stdout=out, stderr=err, text=True)
-    return proc, cwd / f"{name}.out", cwd / f"{name}.err"
+TOTAL = 4000  # steps of the interrupted runs: a few seconds, stopped after ~200
 
 
-def _wait_for(path: Path, proc: subprocess.Popen, timeout: float = 60) -> None:
-    deadline = time.monotonic() + timeout
-    while not path.exists():
-        assert proc.poll() is None, f"training exited ({proc.returncode}) before {path} appeared"
-        assert time.monotonic() < deadline, f"no {path} after {timeout} s"
-        time.sleep(0.02)
-
-
-@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
-def test_signal_saves_and_resume_finishes(tmp_path, sig):
-    runs, name, total = tmp_path / "runs", sig.name.lower(), 5000
-    run_dir = runs / name
-    proc, out, err = _start_training(tmp_path, runs, name, total)
+@pytest.fixture(scope="module")
+def interrupted(tmp_path_factory):
+    """Two training runs started together, one stopped by SIGINT, one by SIGTERM, once each has
+    written its first checkpoint: {signal: (run dir, exit code, stdout, stderr)}."""
+    cwd = tmp_path_factory.mktemp("signals")
+    procs = {}
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        name = sig.name.lower()
+        flags = [*TINY_FLAGS, "--total-steps", str(TOTAL), "--eval-every", "0",
+                 "--checkpoint-every", "200", "--runs-dir", str(cwd / "runs"), "--run-name", name]
+        with (cwd / f"{name}.out").open("w") as out, (cwd / f"{name}.err").open("w") as err:
+            procs[sig] = subprocess.Popen([RLPLAY, "train", "dqn", *flags], cwd=cwd, env=ENV,
+                                          stdout=out, stderr=err)
+    results = {}
     try:
-        _wait_for(run_dir / LATEST, proc)
-        assert proc.poll() is None, "finished before the signal; raise total_steps"
-        proc.send_signal(sig)
-        assert proc.wait(timeout=10) == 0, err.read_text()
+        pending, deadline = dict(procs), time.monotonic() + 120
+        while pending:  # signal each run as soon as its first checkpoint is on disk
+            for sig, proc in list(pending.items()):
+                if (cwd / "runs" / sig.name.lower() / LATEST).exists():
+                    assert proc.poll() is None, f"{sig.name} run finished first; raise TOTAL"
+                    proc.send_signal(sig)
+                    del pending[sig]
+                else:
+                    assert proc.poll() is None, f"{sig.name} run exited before its checkpoint"
+            assert time.monotonic() < deadline, "no checkpoint after 120 s"
+            time.sleep(0.01)
+        for sig, proc in procs.items():
+            code = proc.wait(timeout=10)  # a clean stop is quick: one checkpoint and exit
+            name = sig.name.lower()
+            results[sig] = (cwd / "runs" / name, code, (cwd / f"{name}.out").read_text(),
+                            (cwd / f"{name}.err").read_text())
     finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
-    stderr, stdout = err.read_text(), out.read_text()
+        for proc in procs.values():
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+    return results
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM], ids=lambda s: s.name)
+def test_signal_stops_cleanly_and_says_how_to_continue(interrupted, sig):
+    run_dir, code, stdout, stderr = interrupted[sig]
+    assert code == 0, stderr
+    assert "Traceback" not in stderr
     match = re.search(rf"^{sig.name} at step (\d+): saved (\S+); continue with "
                       rf"rlplay train dqn --resume (\S+)$", stderr, re.M)
     assert match, stderr
     step = int(match[1])
-    assert 200 <= step < total
+    assert 200 <= step < TOTAL
     assert match[2] == str(run_dir / LATEST) and match[3] == str(run_dir)
     assert f"finished ({sig.name}) at step {step}" in stdout
-    assert "Traceback" not in stderr
     ckpt, _ = load_checkpoint(run_dir)
     assert ckpt["counters"]["global_step"] == step
-    if sig == signal.SIGTERM:
-        return  # the lighter check: the same path as SIGINT up to here
 
-    resumed = rlplay("train", "dqn", "--resume", str(run_dir), cwd=tmp_path)
+
+def test_resume_after_sigint_runs_to_the_end(interrupted, tmp_path):
+    run_dir, _, _, _ = interrupted[signal.SIGINT]
+    at_stop, _ = load_checkpoint(run_dir)
+    step = at_stop["counters"]["global_step"]
+    resumed = subprocess.run([RLPLAY, "train", "dqn", "--resume", str(run_dir)], cwd=tmp_path,
+                             env=ENV, capture_output=True, text=True, timeout=180)
     assert resumed.returncode == 0, resumed.stderr
     assert f"resuming {run_dir} at step {step}" in resumed.stdout
-    assert f"finished (total_steps) at step {total}" in resumed.stdout
+    assert f"finished (total_steps) at step {TOTAL}" in resumed.stdout
     final, _ = load_checkpoint(run_dir)
-    assert final["counters"]["global_step"] == total
-    assert final["agent"]["num_updates"] > ckpt["agent"]["num_updates"]
+    assert final["counters"]["global_step"] == TOTAL
+    assert final["agent"]["num_updates"] > at_stop["agent"]["num_updates"]
