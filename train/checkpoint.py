@@ -27,7 +27,10 @@ def save_checkpoint(path: str | Path, payload: dict) -> None:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    umask = os.umask(0)
+    os.umask(umask)
     try:
+        os.chmod(tmp, 0o666 & ~umask)  # mkstemp's 0600 would ignore the user's umask
         with os.fdopen(fd, "wb") as f:
             torch.save({"format": FORMAT, "version": VERSION, **payload}, f)
             f.flush()
@@ -54,19 +57,29 @@ def find_checkpoint(path: str | Path, prefer: str = LATEST) -> Path:
 def load_checkpoint(path: str | Path, prefer: str = LATEST) -> tuple[dict, Path]:
     """Load a checkpoint with `weights_only=True` (no code can run); clear errors otherwise."""
     file = find_checkpoint(path, prefer)
+    # torch.save writes a zip archive: anything else is not a checkpoint at all, and a zip whose
+    # central directory (at the end) is missing was cut short.
+    with open(file, "rb") as f:
+        head = f.read(4)
+    if len(head) < 4:
+        raise UserError(_corrupt(file, f"{file.stat().st_size} bytes"))
+    if head != b"PK\x03\x04":
+        raise UserError(f"{file} is not an rlplay checkpoint (not a file written by torch.save)")
+    if not zipfile.is_zipfile(file):
+        raise UserError(_corrupt(file, "the archive is incomplete"))
     try:
         ckpt = torch.load(file, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as e:
-        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        if "Weights only load failed" not in str(e):
+            raise UserError(_corrupt(file, "its data does not unpickle")) from None
+        lines = [ln.strip() for ln in str(e).splitlines()]
+        reason = next((ln for ln in lines if "GLOBAL" in ln or "Unsupported" in ln), lines[0])
         raise UserError(
             f"{file} holds objects other than tensors and plain data; refusing to load it "
-            f"(a pickle can run code): {first}"
+            f"(a pickle can run code): {reason}"
         ) from None
     except (RuntimeError, EOFError, zipfile.BadZipFile, OSError, ValueError) as e:
-        raise UserError(
-            f"{file} is truncated or corrupt and cannot be read ({type(e).__name__}); "
-            f"use another checkpoint (best.pt or latest.pt) of the run"
-        ) from None
+        raise UserError(_corrupt(file, type(e).__name__)) from None
     if not isinstance(ckpt, dict) or ckpt.get("format") != FORMAT:
         raise UserError(f"{file} is not an rlplay checkpoint")
     if ckpt.get("version") != VERSION:
@@ -75,6 +88,13 @@ def load_checkpoint(path: str | Path, prefer: str = LATEST) -> tuple[dict, Path]
             f"this rlplay reads version {VERSION}"
         )
     return ckpt, file
+
+
+def _corrupt(file: Path, why: str) -> str:
+    return (
+        f"{file} is truncated or corrupt and cannot be read ({why}); "
+        "use another checkpoint of the run (best.pt or latest.pt)"
+    )
 
 
 def rng_state() -> dict:

@@ -79,7 +79,14 @@ def parse_train_args(algo: str, argv: list[str]) -> tuple[RunConfig, object, dic
         if ckpt["algo"] != algo:
             raise UserError(f"{file} is a {ckpt['algo']} checkpoint, not {algo}")
         ckpt["run_dir"] = str(file.parent)
-        run0 = RunConfig(**ckpt["config"]["run"])
+        for flag in ("--run-name", "--runs-dir"):
+            if _flag_value(argv, flag) is not None:
+                raise UserError(f"--resume continues in {file.parent}; drop {flag}")
+        # The run continues where its folder is now, even if it was moved since.
+        run0 = RunConfig(**{
+            **ckpt["config"]["run"], "runs_dir": str(file.parent.parent),
+            "run_name": file.parent.name,
+        })
         algo0 = config_cls(**ckpt["config"][algo])
         preset: dict = {}
     else:

@@ -23,8 +23,9 @@ class RunLogger:
         self, run_dir: Path, *, total_steps: int, start_step: int, progress: bool = True
     ):
         # purge_step drops events a killed run wrote after its last checkpoint, so a resumed
-        # curve continues from the checkpoint's step instead of doubling back.
-        self.writer = SummaryWriter(str(run_dir), purge_step=start_step or None)
+        # curve continues from the checkpoint's step instead of doubling back. Events at the
+        # checkpoint's own step were written before it and stay.
+        self.writer = SummaryWriter(str(run_dir), purge_step=start_step + 1 if start_step else None)
         self.bar = tqdm(
             total=total_steps, initial=start_step, unit="step", unit_scale=True,
             dynamic_ncols=True, mininterval=0.5, disable=not progress, file=sys.stderr,

@@ -99,12 +99,6 @@ def test_foreign_torch_file_is_not_an_rlplay_checkpoint(tmp_path):
         load_checkpoint(path)
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "a file that is not a torch file at all (here the run's config.json) reaches the "
-    "pickle.UnpicklingError branch of load_checkpoint and is reported as 'holds objects other "
-    "than tensors ...; refusing to load it (a pickle can run code)' instead of as not a "
-    "checkpoint / corrupt"
-))
 def test_non_torch_file_is_not_reported_as_a_dangerous_pickle(tiny_run):
     with pytest.raises(UserError) as info:
         load_checkpoint(tiny_run / "config.json")
@@ -112,11 +106,6 @@ def test_non_torch_file_is_not_reported_as_a_dangerous_pickle(tiny_run):
     assert "not an rlplay checkpoint" in str(info.value) or "corrupt" in str(info.value)
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "the refusal keeps only the first line of torch's UnpicklingError, which is torch's generic "
-    "advice ('Re-running torch.load with weights_only set to False will likely succeed') and "
-    "drops the line that says what was refused ('unsupported GLOBAL posix.system')"
-))
 def test_refusal_names_what_was_refused(tmp_path):
     class Exploit:
         def __reduce__(self):
@@ -215,11 +204,6 @@ def test_run_checkpoints_rebuild_without_the_command_line(tiny_run):
     assert latest["buffer"] is None  # save_buffer is off by default
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "save_checkpoint writes through tempfile.mkstemp, whose file is created with mode 0600 and "
-    "keeps it after os.replace, so checkpoints ignore the umask (config.json and event files "
-    "get 0644); other users or a serving process cannot read them"
-))
 def test_checkpoint_respects_umask(tmp_path):
     old = os.umask(0o022)
     try:

@@ -5,8 +5,6 @@ from __future__ import annotations
 import dataclasses
 from pathlib import Path
 
-import torch
-
 from agents import DQNConfig
 from train.config import RunConfig
 
@@ -80,6 +78,3 @@ def accumulator(run_dir: Path):
     ea.Reload()
     return ea
 
-
-def all_finite(state_dict: dict) -> bool:
-    return all(torch.isfinite(t).all() for t in state_dict.values() if t.is_floating_point())
