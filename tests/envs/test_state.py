@@ -72,9 +72,7 @@ def test_snapshot_taken_early_restores_onto_a_fresh_env(steps_before_snapshot):
     fresh = envs.make("CartPole-v1", 2, device="cpu")
     envs.set_env_state(fresh, state)
     got = step_all(fresh, actions_TN)
-    for x, y in zip(expected, got, strict=True):
-        for a, b in zip(x, y, strict=True):
-            assert torch.equal(a, b)
+    assert_same_steps(expected, got)
     vec.close()
     fresh.close()
 
@@ -89,10 +87,15 @@ def test_restoring_rewinds_the_same_env():
     first = step_all(vec, actions_TN)
     envs.set_env_state(vec, state)
     second = step_all(vec, actions_TN)
+    assert_same_steps(first, second)
+    vec.close()
+
+
+def assert_same_steps(first, second):
+    """Two recorded trajectories (lists of per-step tensor tuples) are bitwise equal."""
     for x, y in zip(first, second, strict=True):
         for a, b in zip(x, y, strict=True):
             assert torch.equal(a, b)
-    vec.close()
 
 
 def assert_same_entry(a, b, key):
