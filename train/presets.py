@@ -16,7 +16,7 @@ DQN_PRESETS: dict[str, dict[str, Any]] = {
         num_envs=4, total_steps=50_000, eval_every=2_000,
         learning_rate=2.3e-3, final_learning_rate=0.0, lr_decay_steps=50_000,
         batch_size=64, buffer_size=100_000, learning_starts=1_000, gamma=0.99,
-        train_frequency=256, gradient_steps=64, target_update_interval=64,
+        train_frequency=256, gradient_steps=128, target_update_interval=128,
         exploration_steps=8_000, end_epsilon=0.04, hidden=(128, 128), dueling=True,
     ),
     "Acrobot-v1": dict(
