@@ -12,11 +12,33 @@ from torch.nn import functional as F
 
 
 def space_sizes(observation_space: gym.Space, action_space: gym.Space) -> dict:
-    """Map single-env Gymnasium spaces to the plain sizes our network constructors take."""
-    for space in (observation_space, action_space):
-        if isinstance(space, gym.spaces.Discrete) and int(space.start) != 0:
-            raise TypeError(f"Discrete spaces must start at 0, got {space}")
+    """Map single-env Gymnasium spaces to the plain sizes a Q-network takes (Discrete actions)."""
+    if not isinstance(action_space, gym.spaces.Discrete):
+        raise TypeError(f"action space {action_space} is not Discrete")
+    _check_start(action_space)
+    return {**_obs_sizes(observation_space), "num_actions": int(action_space.n)}
+
+
+def policy_sizes(observation_space: gym.Space, action_space: gym.Space) -> dict:
+    """Map single-env spaces to the sizes an actor-critic takes (Discrete or 1-D Box actions)."""
+    if isinstance(action_space, gym.spaces.Discrete):
+        _check_start(action_space)
+        action = {"action_dim": int(action_space.n), "continuous": False}
+    elif isinstance(action_space, gym.spaces.Box) and len(action_space.shape) == 1:
+        action = {"action_dim": int(action_space.shape[0]), "continuous": True}
+    else:
+        raise TypeError(f"action space {action_space} is not Discrete or a 1-D Box")
+    return {**_obs_sizes(observation_space), **action}
+
+
+def _check_start(space: gym.spaces.Discrete) -> None:
+    if int(space.start) != 0:
+        raise TypeError(f"Discrete spaces must start at 0, got {space}")
+
+
+def _obs_sizes(observation_space: gym.Space) -> dict:
     if isinstance(observation_space, gym.spaces.Discrete):
+        _check_start(observation_space)
         obs_dim, discrete_obs = int(observation_space.n), True
     elif isinstance(observation_space, gym.spaces.Box):
         obs_dim, discrete_obs = math.prod(observation_space.shape), False
@@ -24,21 +46,29 @@ def space_sizes(observation_space: gym.Space, action_space: gym.Space) -> dict:
         raise TypeError(
             f"observation space {observation_space} is not supported (Box or Discrete expected)"
         )
-    if not isinstance(action_space, gym.spaces.Discrete):
-        raise TypeError(f"action space {action_space} is not Discrete")
-    return {"obs_dim": obs_dim, "num_actions": int(action_space.n), "discrete_obs": discrete_obs}
+    return {"obs_dim": obs_dim, "discrete_obs": discrete_obs}
+
+
+def encode_obs(obs: torch.Tensor, obs_dim: int, discrete_obs: bool) -> torch.Tensor:
+    """(B, *obs_shape) in the env's dtype -> (B, O) float32: one-hot for Discrete obs."""
+    if discrete_obs:
+        return F.one_hot(obs.long().reshape(-1), obs_dim).float()
+    return obs.reshape(obs.shape[0], -1).float()
 
 
 class MLP(nn.Sequential):
-    """Linear layers with ReLU between them: in_dim -> *hidden -> out_dim."""
+    """Linear layers with an activation between them: in_dim -> *hidden -> out_dim."""
 
-    def __init__(self, in_dim: int, out_dim: int, hidden: Sequence[int] = (64, 64)):
+    def __init__(
+        self, in_dim: int, out_dim: int, hidden: Sequence[int] = (64, 64),
+        act: type[nn.Module] = nn.ReLU,
+    ):
         sizes = [in_dim, *hidden, out_dim]
         layers: list[nn.Module] = []
         for i, (a, b) in enumerate(zip(sizes[:-1], sizes[1:])):
             layers.append(nn.Linear(a, b))
             if i < len(sizes) - 2:
-                layers.append(nn.ReLU())
+                layers.append(act())
         super().__init__(*layers)
 
 
@@ -71,14 +101,8 @@ class QNetwork(nn.Module):
         else:
             self.head = nn.Linear(hidden[-1], num_actions)
 
-    def encode(self, obs: torch.Tensor) -> torch.Tensor:
-        """(B, *obs_shape) in the env's dtype -> (B, O) float32."""
-        if self.discrete_obs:
-            return F.one_hot(obs.long().reshape(-1), self.obs_dim).float()
-        return obs.reshape(obs.shape[0], -1).float()
-
     def forward(self, obs: torch.Tensor) -> torch.Tensor:
-        h_BH = self.trunk(self.encode(obs))
+        h_BH = self.trunk(encode_obs(obs, self.obs_dim, self.discrete_obs))
         if not self.dueling:
             return self.head(h_BH)  # (B, A)
         advantage_BA = self.advantage(h_BH)

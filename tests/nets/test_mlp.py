@@ -9,6 +9,7 @@ import torch
 from torch import nn
 
 from nets import MLP, QNetwork, space_sizes
+from nets.mlp import encode_obs
 
 Box, Discrete = gym.spaces.Box, gym.spaces.Discrete
 
@@ -138,7 +139,7 @@ def test_qnetwork_discrete_obs_are_one_hot(dueling):
     q_BA = net(obs_B)
     assert q_BA.shape == (5, 3)
     torch.testing.assert_close(q_BA, twin(torch.eye(7)[obs_B]))
-    torch.testing.assert_close(net.encode(obs_B), torch.eye(7)[obs_B])
+    torch.testing.assert_close(encode_obs(obs_B, net.obs_dim, net.discrete_obs), torch.eye(7)[obs_B])
     assert torch.equal(q_BA[2], q_BA[3]) and not torch.equal(q_BA[0], q_BA[1])
 
 
@@ -150,7 +151,7 @@ def test_dueling_identity():
         net.advantage.bias.add_(3.0)  # a non-centred advantage, so centring matters
     obs_BO = torch.randn(32, 4)
     q_BA = net(obs_BO)
-    h_BH = net.trunk(net.encode(obs_BO))
+    h_BH = net.trunk(encode_obs(obs_BO, net.obs_dim, net.discrete_obs))
     value_B = net.value(h_BH).squeeze(1)
     advantage_BA = net.advantage(h_BH)
     torch.testing.assert_close(q_BA.mean(dim=1), value_B)

@@ -1,0 +1,263 @@
+"""Policy gradients: PPO (Schulman et al. 2017), and A2C and REINFORCE as its special cases.
+
+A2C is PPO's update with one epoch, one minibatch and no clipping (Huang et al. 2022, "A2C is a
+special case of PPO"); REINFORCE is A2C with Monte-Carlo returns (GAE with λ = 1) and the critic
+used only as a baseline, or not at all. One agent and one loss serve all three.
+"""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass
+from typing import NamedTuple
+
+import torch
+from torch import nn
+
+from agents.buffers import set_generator_state
+from nets import ActorCritic
+
+
+@dataclass
+class PGConfig:
+    learning_rate: float = 3e-4
+    """Adam learning rate (at step 0)"""
+    anneal_lr: bool = True
+    """decay the learning rate linearly to 0 over total_steps"""
+    num_steps: int = 128
+    """rollout length per environment (T); a rollout is T·N transitions"""
+    gamma: float = 0.99
+    """discount factor"""
+    gae_lambda: float = 0.95
+    """GAE λ (Schulman et al. 2016); 1.0 gives Monte-Carlo returns (reward-to-go)"""
+    update_epochs: int = 10
+    """passes over each rollout"""
+    num_minibatches: int = 32
+    """minibatches per epoch"""
+    clip_coef: float | None = 0.2
+    """PPO's surrogate clipping ε; None is the plain policy gradient (A2C, REINFORCE)"""
+    clip_vloss: bool = False
+    """clip the value update around the old values with the same ε"""
+    norm_adv: bool = True
+    """normalise advantages per minibatch"""
+    ent_coef: float = 0.0
+    """entropy bonus coefficient"""
+    vf_coef: float = 0.5
+    """value-loss coefficient"""
+    critic: bool = True
+    """learn V(s): as the GAE/A2C critic, or REINFORCE's baseline; False: plain REINFORCE"""
+    max_grad_norm: float = 0.5
+    """clip the gradient's global L2 norm to this"""
+    target_kl: float | None = None
+    """stop the update's epochs once approx-KL exceeds this; None disables"""
+    hidden: tuple[int, ...] = (64, 64)
+    """hidden layer sizes of the actor and the critic"""
+    shared_trunk: bool = False
+    """one trunk for actor and critic instead of two"""
+    init_log_std: float = 0.0
+    """initial log-std of the Gaussian policy (continuous actions)"""
+    norm_obs: bool = False
+    """normalise observations with running mean/std (frozen for evaluation and replay)"""
+    norm_reward: bool = False
+    """scale rewards by the running std of the discounted return"""
+
+    def __post_init__(self) -> None:
+        for name in ("learning_rate", "num_steps", "update_epochs", "num_minibatches", "max_grad_norm"):
+            if not getattr(self, name) > 0:
+                raise ValueError(f"{name} must be positive, got {getattr(self, name)}")
+        if not 0.0 <= self.gamma <= 1.0 or not 0.0 <= self.gae_lambda <= 1.0:
+            raise ValueError("gamma and gae_lambda must be in [0, 1]")
+        if self.clip_coef is not None and self.clip_coef <= 0:
+            raise ValueError(f"clip_coef must be positive or None, got {self.clip_coef}")
+        if not self.hidden or min(self.hidden) <= 0:
+            raise ValueError(f"hidden must be one or more positive sizes, got {self.hidden}")
+
+
+def compute_gae(
+    reward_TN: torch.Tensor,
+    value_TN: torch.Tensor,
+    next_value_TN: torch.Tensor,
+    terminated_TN: torch.Tensor,
+    done_TN: torch.Tensor,
+    gamma: float,
+    lam: float,
+) -> torch.Tensor:
+    """Generalised advantage estimates (T, N), one rollout of N envs, time-first.
+
+    `next_value_TN[t]` is V of the true next observation of step t (the final observation where
+    the episode ended there, the next rollout obs at t = T-1). Termination zeroes the bootstrap
+    (no value after the end of the MDP); truncation keeps it: δ = r + γ·V(final_obs) − V(s).
+    Any episode end (`done`) cuts the λ-trace, so no advantage mixes two episodes.
+    """
+    not_terminated_TN = (~terminated_TN).to(reward_TN.dtype)
+    not_done_TN = (~done_TN).to(reward_TN.dtype)
+    delta_TN = reward_TN + gamma * next_value_TN * not_terminated_TN - value_TN
+    advantage_TN = torch.zeros_like(reward_TN)
+    last_N = torch.zeros_like(reward_TN[0])
+    for t in reversed(range(reward_TN.shape[0])):
+        last_N = delta_TN[t] + gamma * lam * not_done_TN[t] * last_N
+        advantage_TN[t] = last_N
+    return advantage_TN
+
+
+def ppo_loss(
+    new_logprob_B: torch.Tensor,
+    old_logprob_B: torch.Tensor,
+    advantage_B: torch.Tensor,
+    clip_coef: float | None,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Clipped surrogate −E[min(ρA, clip(ρ, 1±ε)A)]; with no ε, −E[ρA] (same gradient as
+    −E[log π · A] at ρ = 1). Returns (loss, approx_kl, clip_fraction) as 0-d tensors."""
+    log_ratio_B = new_logprob_B - old_logprob_B
+    ratio_B = log_ratio_B.exp()
+    surrogate_B = ratio_B * advantage_B
+    with torch.no_grad():
+        # Schulman's unbiased, low-variance KL estimator: E[(ρ − 1) − log ρ].
+        approx_kl = ((ratio_B - 1) - log_ratio_B).mean()
+    if clip_coef is None:
+        return -surrogate_B.mean(), approx_kl, torch.zeros_like(approx_kl)
+    clipped_B = ratio_B.clamp(1 - clip_coef, 1 + clip_coef) * advantage_B
+    clip_fraction = ((ratio_B - 1).abs() > clip_coef).float().mean()
+    return -torch.min(surrogate_B, clipped_B).mean(), approx_kl, clip_fraction
+
+
+def value_loss(new_value_B, old_value_B, return_B, clip_coef: float | None) -> torch.Tensor:
+    """½·E[(V − R)²], or its pessimistic clipped variant around the rollout's values."""
+    unclipped_B = (new_value_B - return_B).pow(2)
+    if clip_coef is None:
+        return 0.5 * unclipped_B.mean()
+    clipped_value_B = old_value_B + (new_value_B - old_value_B).clamp(-clip_coef, clip_coef)
+    return 0.5 * torch.max(unclipped_B, (clipped_value_B - return_B).pow(2)).mean()
+
+
+class Rollout(NamedTuple):
+    """One rollout, flattened to B = T·N transitions for the update."""
+
+    obs: torch.Tensor  # (B, *obs_shape)
+    action: torch.Tensor  # (B,) or (B, A)
+    logprob: torch.Tensor  # (B,)
+    value: torch.Tensor  # (B,)
+    advantage: torch.Tensor  # (B,)
+    returns: torch.Tensor  # (B,)
+
+
+class PGAgent:
+    """Owns the actor-critic, its optimizer and the RNG for sampling actions and minibatches."""
+
+    def __init__(
+        self,
+        config: PGConfig,
+        *,
+        obs_dim: int,
+        action_dim: int,
+        continuous: bool,
+        discrete_obs: bool = False,
+        device: torch.device | str = "cpu",
+        seed: int = 0,
+    ):
+        self.config, self.device = config, torch.device(device)
+        self.net_kwargs = {
+            "obs_dim": obs_dim, "action_dim": action_dim, "continuous": continuous,
+            "discrete_obs": discrete_obs, "hidden": tuple(config.hidden),
+            "shared": config.shared_trunk, "init_log_std": config.init_log_std,
+        }
+        self.net = ActorCritic(**self.net_kwargs).to(self.device)
+        self.optimizer = torch.optim.Adam(
+            self.net.parameters(), lr=config.learning_rate, eps=1e-5,
+            fused=self.device.type in ("cpu", "cuda"),
+        )
+        self.generator = torch.Generator(device=self.device)
+        self.generator.manual_seed(seed)
+        self.num_updates = 0
+
+    @torch.no_grad()
+    def act(self, obs_N: torch.Tensor, deterministic: bool = True) -> torch.Tensor:
+        """Actions for a batch of observations; deterministic = the mode (for evaluation)."""
+        if deterministic:
+            return self.net.mode(obs_N)
+        return self.net.sample(obs_N, self.generator)[0]
+
+    @torch.no_grad()
+    def explore(self, obs_N: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(action, logprob, value) sampled for the rollout."""
+        action_N, logprob_N = self.net.sample(obs_N, self.generator)
+        value_N = self.net.value(obs_N) if self.config.critic else torch.zeros_like(logprob_N)
+        return action_N, logprob_N, value_N
+
+    @torch.no_grad()
+    def value(self, obs_N: torch.Tensor) -> torch.Tensor:
+        if not self.config.critic:
+            return torch.zeros(obs_N.shape[0], device=self.device)
+        return self.net.value(obs_N)
+
+    def set_learning_rate(self, lr: float) -> None:
+        for group in self.optimizer.param_groups:
+            group["lr"] = lr
+
+    def update(self, rollout: Rollout) -> dict[str, torch.Tensor]:
+        """Epochs of shuffled minibatches on one rollout; returns 0-d metric tensors (no sync)."""
+        cfg = self.config
+        batch_size = rollout.obs.shape[0]
+        minibatch_size = max(batch_size // cfg.num_minibatches, 1)
+        totals: dict[str, torch.Tensor] = {}
+        count = 0
+        for _ in range(cfg.update_epochs):
+            order = torch.randperm(batch_size, device=self.device, generator=self.generator)
+            for start in range(0, batch_size - minibatch_size + 1, minibatch_size):
+                idx = order[start : start + minibatch_size]
+                metrics = self._minibatch_step(Rollout(*(t[idx] for t in rollout)))
+                for k, v in metrics.items():
+                    totals[k] = totals.get(k, 0) + v
+                count += 1
+            if cfg.target_kl is not None and (totals["approx_kl"] / count) > cfg.target_kl:
+                break  # sync: early stop needs the host to know the KL (once per epoch)
+        self.num_updates += 1
+        out = {k: v / count for k, v in totals.items()}
+        out["explained_variance"] = explained_variance(rollout.value, rollout.returns)
+        return out
+
+    def _minibatch_step(self, mb: Rollout) -> dict[str, torch.Tensor]:
+        cfg = self.config
+        new_logprob, entropy, new_value = self.net.evaluate_actions(mb.obs, mb.action)
+        advantage = mb.advantage
+        if cfg.norm_adv and advantage.numel() > 1:
+            advantage = (advantage - advantage.mean()) / (advantage.std() + 1e-8)
+        policy_loss, approx_kl, clip_fraction = ppo_loss(
+            new_logprob, mb.logprob, advantage, cfg.clip_coef
+        )
+        entropy_loss = entropy.mean()
+        loss = policy_loss - cfg.ent_coef * entropy_loss
+        v_loss = torch.zeros_like(policy_loss)
+        if cfg.critic:
+            v_loss = value_loss(
+                new_value, mb.value, mb.returns, cfg.clip_coef if cfg.clip_vloss else None
+            )
+            loss = loss + cfg.vf_coef * v_loss
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        grad_norm = nn.utils.clip_grad_norm_(self.net.parameters(), cfg.max_grad_norm)
+        self.optimizer.step()
+        return {
+            "policy_loss": policy_loss.detach(), "value_loss": v_loss.detach(),
+            "entropy": entropy_loss.detach(), "approx_kl": approx_kl,
+            "clip_fraction": clip_fraction, "grad_norm": grad_norm,
+        }
+
+    def state_dict(self) -> dict:
+        return {
+            "net": self.net.state_dict(), "optimizer": self.optimizer.state_dict(),
+            "generator": self.generator.get_state(), "num_updates": self.num_updates,
+        }
+
+    def load_state_dict(self, state: dict) -> bool:
+        """Load a `state_dict()`; False if the RNG state was for another device type."""
+        self.net.load_state_dict(state["net"])
+        self.optimizer.load_state_dict(copy.deepcopy(state["optimizer"]))
+        self.num_updates = state["num_updates"]
+        return set_generator_state(self.generator, state["generator"])
+
+
+def explained_variance(pred_B: torch.Tensor, target_B: torch.Tensor) -> torch.Tensor:
+    """1 − Var[target − pred] / Var[target]: 1 is a perfect critic, ≤ 0 no better than a mean."""
+    var = target_B.var()
+    return torch.where(var > 0, 1 - (target_B - pred_B).var() / var, torch.zeros_like(var))

@@ -1,0 +1,118 @@
+"""Actor-critic networks: a categorical or diagonal-Gaussian policy head and a value head."""
+
+from __future__ import annotations
+
+import math
+from typing import Sequence
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from nets.mlp import MLP, encode_obs
+
+LOG_2PI = math.log(2 * math.pi)
+
+
+def orthogonal_init(module: nn.Module, gain: float = math.sqrt(2), bias: float = 0.0) -> nn.Module:
+    """Orthogonal weights and constant biases for every Linear in `module` (Engstrom et al. 2020,
+    "Implementation Matters in Deep Policy Gradients": one of PPO's code-level optimisations)."""
+    for layer in module.modules():
+        if isinstance(layer, nn.Linear):
+            nn.init.orthogonal_(layer.weight, gain)
+            nn.init.constant_(layer.bias, bias)
+    return module
+
+
+def categorical_log_prob(logits_BA: torch.Tensor, action_B: torch.Tensor) -> torch.Tensor:
+    """log π(a|s) of a categorical policy given its unnormalised logits."""
+    return F.log_softmax(logits_BA, dim=-1).gather(-1, action_B.long().unsqueeze(-1)).squeeze(-1)
+
+
+def categorical_entropy(logits_BA: torch.Tensor) -> torch.Tensor:
+    """H[π(·|s)] = −Σ_a p log p of a categorical policy."""
+    log_p_BA = F.log_softmax(logits_BA, dim=-1)
+    return -(log_p_BA.exp() * log_p_BA).sum(-1)
+
+
+def gaussian_log_prob(mean_BA, log_std_A, action_BA) -> torch.Tensor:
+    """log π(a|s) of a diagonal Gaussian, summed over action dimensions."""
+    z_BA = (action_BA - mean_BA) * torch.exp(-log_std_A)
+    return (-0.5 * z_BA.pow(2) - log_std_A - 0.5 * LOG_2PI).sum(-1)
+
+
+def gaussian_entropy(log_std_A: torch.Tensor, batch: int) -> torch.Tensor:
+    """Entropy of a diagonal Gaussian (independent of the mean), repeated for a batch."""
+    return (log_std_A + 0.5 * (1.0 + LOG_2PI)).sum(-1).expand(batch)
+
+
+class ActorCritic(nn.Module):
+    """π(a|s) and V(s) from separate MLP trunks (or one shared trunk).
+
+    Discrete actions: a categorical head over `num_actions` logits. Continuous actions: a
+    diagonal Gaussian with a state-independent, learned log-std (as in PPO's MuJoCo setup).
+    """
+
+    def __init__(
+        self,
+        *,
+        obs_dim: int,
+        action_dim: int,
+        continuous: bool,
+        hidden: Sequence[int] = (64, 64),
+        shared: bool = False,
+        discrete_obs: bool = False,
+        init_log_std: float = 0.0,
+    ):
+        super().__init__()
+        if not hidden:
+            raise ValueError("hidden must name at least one layer size")
+        self.obs_dim, self.action_dim = obs_dim, action_dim
+        self.continuous, self.shared, self.discrete_obs = continuous, shared, discrete_obs
+        self.actor_trunk = nn.Sequential(MLP(obs_dim, hidden[-1], hidden[:-1], act=nn.Tanh), nn.Tanh())
+        self.critic_trunk = (
+            self.actor_trunk if shared
+            else nn.Sequential(MLP(obs_dim, hidden[-1], hidden[:-1], act=nn.Tanh), nn.Tanh())
+        )
+        self.policy_head = nn.Linear(hidden[-1], action_dim)
+        self.value_head = nn.Linear(hidden[-1], 1)
+        orthogonal_init(self.actor_trunk)
+        orthogonal_init(self.critic_trunk)
+        # Small policy outputs start near-uniform / near-zero-mean; value head at unit scale.
+        orthogonal_init(self.policy_head, gain=0.01)
+        orthogonal_init(self.value_head, gain=1.0)
+        self.log_std = nn.Parameter(torch.full((action_dim,), init_log_std)) if continuous else None
+
+    def policy_params(self, obs: torch.Tensor) -> torch.Tensor:
+        """Logits (B, A) for discrete actions, Gaussian means (B, A) for continuous ones."""
+        return self.policy_head(self.actor_trunk(encode_obs(obs, self.obs_dim, self.discrete_obs)))
+
+    def value(self, obs: torch.Tensor) -> torch.Tensor:
+        """V(s): (B,)."""
+        return self.value_head(self.critic_trunk(encode_obs(obs, self.obs_dim, self.discrete_obs))).squeeze(-1)
+
+    def sample(self, obs: torch.Tensor, generator: torch.Generator | None = None):
+        """(action, log π(action|s)) sampled from the policy with the given generator."""
+        params = self.policy_params(obs)
+        if self.continuous:
+            noise = torch.randn(params.shape, device=params.device, generator=generator)
+            action = params + noise * self.log_std.exp()
+            return action, gaussian_log_prob(params, self.log_std, action)
+        u = torch.rand(params.shape, device=params.device, generator=generator)
+        action = (params - torch.log(-torch.log(u.clamp_min(1e-20)))).argmax(-1)  # Gumbel-max
+        return action, categorical_log_prob(params, action)
+
+    def mode(self, obs: torch.Tensor) -> torch.Tensor:
+        """The most likely action: argmax logits, or the Gaussian mean (for evaluation)."""
+        params = self.policy_params(obs)
+        return params if self.continuous else params.argmax(-1)
+
+    def evaluate_actions(self, obs: torch.Tensor, action: torch.Tensor):
+        """(log π(a|s), entropy, V(s)) for stored actions: what PPO/A2C losses need."""
+        params = self.policy_params(obs)
+        if self.continuous:
+            logprob = gaussian_log_prob(params, self.log_std, action)
+            entropy = gaussian_entropy(self.log_std, params.shape[0])
+        else:
+            logprob, entropy = categorical_log_prob(params, action), categorical_entropy(params)
+        return logprob, entropy, self.value(obs)
