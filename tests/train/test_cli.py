@@ -368,7 +368,7 @@ def test_nan_loss_exits_3(wave):
     assert "Traceback" not in proc.stderr
     (error,) = [line for line in proc.stderr.splitlines() if line.startswith("rlplay: error:")]
     # Updates start at step 402; the first at lr 1e30 makes the next loss inf: caught at 500.
-    assert "the TD loss became NaN or infinite before step 500" in error
+    assert "the loss became NaN or infinite before step 500" in error
     assert f"the last good checkpoint was kept ({cwd / 'runs' / 'nan' / LATEST})" in error
     ckpt, _ = load_checkpoint(cwd / "runs" / "nan")
     assert ckpt["counters"]["global_step"] == 300
