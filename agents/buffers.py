@@ -122,3 +122,38 @@ def set_generator_state(generator: torch.Generator, state: torch.Tensor) -> bool
         return False
     generator.set_state(state)
     return True
+
+
+class RolloutBuffer:
+    """One on-policy rollout of T steps of N envs, stored time-first (T, N, …) on the device."""
+
+    def __init__(
+        self,
+        *,
+        num_steps: int,
+        num_envs: int,
+        obs_shape: tuple[int, ...],
+        obs_dtype: torch.dtype,
+        action_shape: tuple[int, ...] = (),
+        action_dtype: torch.dtype = torch.int64,
+        device: torch.device | str = "cpu",
+    ):
+        T, N, self.device = num_steps, num_envs, torch.device(device)
+        zeros = lambda *shape, dtype=torch.float32: torch.zeros(shape, dtype=dtype, device=self.device)  # noqa: E731
+        self.obs = zeros(T, N, *obs_shape, dtype=obs_dtype)
+        self.final_obs = zeros(T, N, *obs_shape, dtype=obs_dtype)  # the true next obs of each step
+        self.action = zeros(T, N, *action_shape, dtype=action_dtype)
+        self.logprob, self.value, self.reward = zeros(T, N), zeros(T, N), zeros(T, N)
+        self.terminated = zeros(T, N, dtype=torch.bool)
+        self.truncated = zeros(T, N, dtype=torch.bool)
+
+    def store(self, t: int, *, obs, action, logprob, value, reward, terminated, truncated, final_obs):
+        """Write step t of every env."""
+        self.obs[t] = obs
+        self.action[t] = action
+        self.logprob[t] = logprob
+        self.value[t] = value
+        self.reward[t] = reward.to(torch.float32)
+        self.terminated[t] = terminated
+        self.truncated[t] = truncated
+        self.final_obs[t] = final_obs

@@ -9,21 +9,33 @@ from pathlib import Path
 
 import tyro
 
+from functools import partial
+
 from agents import DQNConfig
+from agents.pg import PGConfig
 from train.checkpoint import LATEST, load_checkpoint
 from train.config import RunConfig
 from train.errors import TrainingDiverged, UserError
 from train.offpolicy import train_dqn
+from train.onpolicy import train_pg
 from train.presets import apply_preset
 
-ALGOS = {"dqn": (DQNConfig, train_dqn)}
+ALGOS = {
+    "dqn": (DQNConfig, train_dqn),
+    "ppo": (PGConfig, partial(train_pg, algo="ppo")),
+    "a2c": (PGConfig, partial(train_pg, algo="a2c")),
+    "reinforce": (PGConfig, partial(train_pg, algo="reinforce")),
+}
 COMMANDS = {
-    "train": "train an agent: rlplay train dqn --env CartPole-v1 (rlplay train dqn --help)",
+    "train": "train an agent: rlplay train dqn|ppo|a2c|reinforce --env CartPole-v1",
     "replay": "play a saved policy: rlplay replay runs/<run> [--episodes K] [--video out.gif]",
     "bench": "benchmarks against reference libraries: rlplay bench dqn-cartpole",
 }
 # Settings a resumed run must keep: the env state, network and buffer are built from them.
-FIXED_ON_RESUME = {"env", "num_envs", "vectorization", "seed", "hidden", "dueling", "buffer_size"}
+FIXED_ON_RESUME = {
+    "env", "num_envs", "vectorization", "seed", "hidden", "dueling", "buffer_size",
+    "shared_trunk", "num_steps",
+}
 
 
 def usage() -> str:
@@ -110,7 +122,7 @@ def parse_train_args(algo: str, argv: list[str]) -> tuple[RunConfig, object, dic
     if ckpt is not None:
         before = {**dataclasses.asdict(run0), **dataclasses.asdict(algo0)}
         after = {**dataclasses.asdict(run), **dataclasses.asdict(algo_cfg)}
-        changed = sorted(k for k in FIXED_ON_RESUME if before[k] != after[k])
+        changed = sorted(k for k in FIXED_ON_RESUME & before.keys() if before[k] != after[k])
         if changed:
             raise UserError(
                 f"--resume keeps the run's {', '.join(changed)}; drop those flags or start a new run"

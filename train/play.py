@@ -16,8 +16,18 @@ from train.common import make_envs
 from train.config import RunConfig, resolve_device
 from train.errors import UserError
 from train.offpolicy import dqn_from_checkpoint
+from train.onpolicy import env_policy, pg_from_checkpoint
 
-POLICY_LOADERS = {"dqn": dqn_from_checkpoint}
+
+def _dqn_policy(ckpt, device, action_space):
+    return dqn_from_checkpoint(ckpt, device).act
+
+
+def _pg_policy(ckpt, device, action_space):
+    return env_policy(pg_from_checkpoint(ckpt, device), action_space)
+
+
+POLICY_LOADERS = {"dqn": _dqn_policy, "ppo": _pg_policy, "a2c": _pg_policy, "reinforce": _pg_policy}
 
 
 @dataclass
@@ -63,7 +73,6 @@ def replay(args: ReplayArgs) -> list[float]:
     if ckpt["algo"] not in POLICY_LOADERS:
         raise UserError(f"{file}: replay does not know algorithm '{ckpt['algo']}'")
     device = resolve_device(args.device)
-    agent = POLICY_LOADERS[ckpt["algo"]](ckpt, device)
     run = RunConfig(**ckpt["config"]["run"])
     render_mode = "rgb_array" if args.video else ("human" if args.render == "human" else None)
     if render_mode == "rgb_array":
@@ -76,6 +85,7 @@ def replay(args: ReplayArgs) -> list[float]:
         if isinstance(e, UserError):
             raise
         raise UserError(f"cannot render {run.env} ({args.render}): {e}; try --video out.gif") from None
+    policy = POLICY_LOADERS[ckpt["algo"]](ckpt, device, envs.single_action_space)
     frames: list = []
     returns: list[float] = []
     with torch.no_grad():
@@ -85,7 +95,7 @@ def replay(args: ReplayArgs) -> list[float]:
             while not done:
                 if args.video:
                     frames.append(envs.render()[0])
-                obs, reward, terminated, truncated, _ = envs.step(agent.act(obs))
+                obs, reward, terminated, truncated, _ = envs.step(policy(obs))
                 total += float(reward[0])  # sync: one env, played for people to watch
                 done = bool(terminated[0] or truncated[0])
             returns.append(total)

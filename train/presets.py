@@ -39,16 +39,49 @@ DQN_PRESETS: dict[str, dict[str, Any]] = {
     ),
 }
 
-PRESETS = {"dqn": DQN_PRESETS}
+# A2C and REINFORCE are PPO's update with one epoch, one minibatch and no clipping; "*" holds
+# what makes each of them itself, under every env's preset.
+PG_BASE: dict[str, dict[str, Any]] = {
+    "ppo": {},
+    "a2c": dict(
+        update_epochs=1, num_minibatches=1, clip_coef=None, num_steps=5, gae_lambda=1.0,
+        learning_rate=7e-4, anneal_lr=False, norm_adv=False, ent_coef=0.0,
+    ),
+    "reinforce": dict(
+        update_epochs=1, num_minibatches=1, clip_coef=None, num_steps=500, gae_lambda=1.0,
+        learning_rate=1e-3, anneal_lr=False, norm_adv=True, ent_coef=0.0,
+    ),
+}
+# rl-zoo's PPO CartPole-v1 hyperparameters (hyperparams/ppo.yml); A2C's and REINFORCE's ours.
+PG_PRESETS: dict[str, dict[str, dict[str, Any]]] = {
+    "ppo": {
+        "CartPole-v1": dict(
+            num_envs=8, total_steps=100_000, eval_every=5_000, num_steps=32,
+            num_minibatches=1, gae_lambda=0.8, gamma=0.98, update_epochs=20, ent_coef=0.0,
+            learning_rate=1e-3, clip_coef=0.2,
+        ),
+    },
+    "a2c": {
+        "CartPole-v1": dict(num_envs=8, total_steps=200_000, eval_every=10_000),
+    },
+    "reinforce": {
+        "CartPole-v1": dict(num_envs=8, total_steps=300_000, eval_every=10_000),
+    },
+}
+
+PRESETS = {"dqn": DQN_PRESETS, **PG_PRESETS}
+BASES = {"dqn": {}, **PG_BASE}
 
 
 def apply_preset(algo: str, env_id: str, *configs: Any) -> tuple[list[Any], dict[str, Any]]:
-    """Return copies of `configs` with the preset for (algo, env_id) applied, and the preset."""
-    preset = PRESETS.get(algo, {}).get(env_id.rpartition(":")[2], {})
+    """Return copies of `configs` with the algorithm's base settings and the preset for
+    (algo, env_id) applied, and the env preset."""
+    env_preset = PRESETS.get(algo, {}).get(env_id.rpartition(":")[2], {})
+    preset = {**BASES.get(algo, {}), **env_preset}
     out = []
     for config in configs:
         names = {f.name for f in dataclasses.fields(config)}
         out.append(dataclasses.replace(config, **{k: v for k, v in preset.items() if k in names}))
     unknown = set(preset) - {f.name for c in configs for f in dataclasses.fields(c)}
     assert not unknown, f"preset for {env_id} names unknown fields {unknown}"
-    return out, preset
+    return out, env_preset

@@ -1,0 +1,121 @@
+"""The on-policy training loop (PPO, A2C, REINFORCE): rollout -> advantages -> update -> log."""
+
+from __future__ import annotations
+
+import gymnasium as gym
+import torch
+
+from agents.buffers import RolloutBuffer
+from agents.pg import PGAgent, PGConfig, Rollout, compute_gae
+from nets import policy_sizes
+from train.common import StopFlag
+from train.config import RunConfig
+from train.errors import UserError
+from train.session import Session, TrainResult
+
+
+def build_pg(run: RunConfig, cfg: PGConfig, envs: gym.vector.VectorEnv, device) -> PGAgent:
+    """The actor-critic agent for these env spaces, or a clear error if it cannot handle them."""
+    try:
+        sizes = policy_sizes(envs.single_observation_space, envs.single_action_space)
+    except TypeError as e:
+        raise UserError(f"{run.env}: {e}") from None
+    return PGAgent(cfg, **sizes, device=device, seed=run.seed)
+
+
+def env_policy(agent: PGAgent, action_space: gym.Space, deterministic: bool = True):
+    """The agent's actions as the env takes them: Gaussian actions are clipped to the Box.
+
+    We clip rather than squash with tanh: the stored (unclipped) action keeps its exact Gaussian
+    log-probability, where tanh would need a change-of-variables correction; as SB3 and CleanRL.
+    """
+    if isinstance(action_space, gym.spaces.Box):
+        low = torch.as_tensor(action_space.low, device=agent.device)
+        high = torch.as_tensor(action_space.high, device=agent.device)
+        return lambda obs: torch.clamp(agent.act(obs, deterministic), low, high)
+    return lambda obs: agent.act(obs, deterministic)
+
+
+def train_pg(
+    run: RunConfig, cfg: PGConfig, *, algo: str = "ppo", resume: dict | None = None,
+    stop: StopFlag | None = None,
+) -> TrainResult:
+    """Train PPO/A2C/REINFORCE (as `cfg` says) for `run`; continue from `resume` if given."""
+    session = Session(run, algo, cfg, resume=resume, stop=stop)
+    envs, device, n, T = session.envs, session.device, run.num_envs, cfg.num_steps
+    agent = build_pg(run, cfg, envs, device)
+    space = envs.single_action_space
+    continuous = isinstance(space, gym.spaces.Box)
+    obs_space = envs.single_observation_space
+    rollout = RolloutBuffer(
+        num_steps=T, num_envs=n, obs_shape=obs_space.shape,
+        obs_dtype=torch.from_numpy(obs_space.sample()[None]).dtype,
+        action_shape=space.shape if continuous else (),
+        action_dtype=torch.float32 if continuous else torch.int64, device=device,
+    )
+    if resume is not None and not agent.load_state_dict(resume["agent"]):
+        print("note: the checkpoint was written on another device type; sampling continues "
+              "from a fresh RNG stream (resume is not exact)")
+    obs = session.begin()
+    nonfinite = torch.zeros((), dtype=torch.bool, device=device)
+    session.healthy = lambda: not nonfinite.item()  # sync
+    session.algo_state = lambda: {"net_kwargs": agent.net_kwargs, "agent": agent.state_dict()}
+    to_env = env_policy(agent, space)
+    clip_low = torch.as_tensor(space.low, device=device) if continuous else None
+    clip_high = torch.as_tensor(space.high, device=device) if continuous else None
+    counters, logger = session.counters, session.logger
+
+    with session.signals() as signals:
+        try:
+            while not session.should_stop(signals):
+                if cfg.anneal_lr:
+                    frac = 1.0 - counters["global_step"] / run.total_steps
+                    agent.set_learning_rate(cfg.learning_rate * max(frac, 0.0))
+                for t in range(T):
+                    action, logprob, value = agent.explore(obs)
+                    env_action = action.clamp(clip_low, clip_high) if continuous else action
+                    next_obs, reward, terminated, truncated, info = envs.step(env_action)
+                    rollout.store(
+                        t, obs=obs, action=action, logprob=logprob, value=value, reward=reward,
+                        terminated=terminated, truncated=truncated, final_obs=info["final_obs"],
+                    )
+                    obs = session.obs = next_obs
+                    logger.stash_episodes(info)
+                    counters["global_step"] += n
+
+                # V of every step's true next state in one batched forward: the final obs where
+                # an episode ended (truncation bootstraps from it), else the next obs.
+                next_value_TN = agent.value(rollout.final_obs.flatten(0, 1)).view(T, n)
+                done_TN = rollout.terminated | rollout.truncated
+                advantage_TN = compute_gae(
+                    rollout.reward, rollout.value, next_value_TN, rollout.terminated, done_TN,
+                    cfg.gamma, cfg.gae_lambda,
+                )
+                batch = Rollout(
+                    rollout.obs.flatten(0, 1), rollout.action.flatten(0, 1),
+                    rollout.logprob.flatten(), rollout.value.flatten(), advantage_TN.flatten(),
+                    (advantage_TN + rollout.value).flatten(),
+                )
+                metrics = agent.update(batch)
+                nonfinite |= ~torch.isfinite(metrics["policy_loss"] + metrics["value_loss"])
+
+                if session.log_due():
+                    scalars = {f"losses/{k}": v for k, v in metrics.items()}
+                    scalars["charts/learning_rate"] = agent.optimizer.param_groups[0]["lr"]
+                    logger.log(counters["global_step"], scalars)
+                if session.after_step(to_env):
+                    break
+        except BaseException:
+            session.close()
+            raise
+    return session.finish()
+
+
+def pg_from_checkpoint(ckpt: dict, device: torch.device | str = "cpu") -> PGAgent:
+    """Rebuild a policy-gradient agent from a checkpoint alone."""
+    algo = ckpt["algo"]
+    cfg = PGConfig(**{**ckpt["config"][algo], "hidden": tuple(ckpt["config"][algo]["hidden"])})
+    sizes = {k: ckpt["net_kwargs"][k] for k in ("obs_dim", "action_dim", "continuous", "discrete_obs")}
+    agent = PGAgent(cfg, **sizes, device=device, seed=ckpt["config"]["run"]["seed"])
+    agent.load_state_dict(ckpt["agent"])
+    return agent
