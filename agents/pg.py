@@ -15,7 +15,7 @@ import torch
 from torch import nn
 
 from agents.buffers import set_generator_state
-from nets import ActorCritic
+from nets import ActorCritic, RunningNorm
 
 
 @dataclass
@@ -160,6 +160,7 @@ class PGAgent:
             "obs_dim": obs_dim, "action_dim": action_dim, "continuous": continuous,
             "discrete_obs": discrete_obs, "hidden": tuple(config.hidden),
             "shared": config.shared_trunk, "init_log_std": config.init_log_std,
+            "norm_obs": config.norm_obs,
         }
         self.net = ActorCritic(**self.net_kwargs).to(self.device)
         self.optimizer = torch.optim.Adam(
@@ -189,6 +190,15 @@ class PGAgent:
         if not self.config.critic:
             return torch.zeros(obs_N.shape[0], device=self.device)
         return self.net.value(obs_N)
+
+    @torch.no_grad()
+    def observe(self, obs_B: torch.Tensor) -> None:
+        """Fold a rollout's observations into the running obs statistics (if normalising).
+
+        Called after the update, so a rollout's actions and its update see the same statistics.
+        """
+        if self.net.obs_norm is not None:
+            self.net.obs_norm.update(obs_B.reshape(obs_B.shape[0], -1).float())
 
     def set_learning_rate(self, lr: float) -> None:
         for group in self.optimizer.param_groups:
@@ -255,6 +265,34 @@ class PGAgent:
         self.optimizer.load_state_dict(copy.deepcopy(state["optimizer"]))
         self.num_updates = state["num_updates"]
         return set_generator_state(self.generator, state["generator"])
+
+
+class RewardScaler:
+    """Divide rewards by the running std of the discounted return (as SB3's VecNormalize and
+    Gymnasium's NormalizeReward do), so value targets stay near unit scale whatever the env.
+
+    Only what the agent learns from is scaled; logged and evaluated returns stay the env's own.
+    """
+
+    def __init__(self, num_envs: int, gamma: float, device, clip: float = 10.0, eps: float = 1e-8):
+        self.gamma, self.clip, self.eps = gamma, clip, eps
+        self.returns_N = torch.zeros(num_envs, dtype=torch.float64, device=device)
+        self.stats = RunningNorm(()).to(device)  # the same statistics code as observations
+
+    @torch.no_grad()
+    def __call__(self, reward_N: torch.Tensor, done_N: torch.Tensor) -> torch.Tensor:
+        self.returns_N = self.returns_N * self.gamma + reward_N.double()
+        self.stats.update(self.returns_N)
+        self.returns_N = self.returns_N * (~done_N)
+        scaled = reward_N.double() / torch.sqrt(self.stats.var + self.eps)
+        return scaled.clamp(-self.clip, self.clip).float()
+
+    def state_dict(self) -> dict:
+        return {"returns": self.returns_N.cpu(), "stats": self.stats.state_dict()}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.returns_N = state["returns"].to(self.returns_N.device)
+        self.stats.load_state_dict(state["stats"])
 
 
 def explained_variance(pred_B: torch.Tensor, target_B: torch.Tensor) -> torch.Tensor:

@@ -1,6 +1,10 @@
 """Neural-network modules: plain sizes in, `nn.Module`s out. Imports nothing of ours."""
 
 from nets.actor_critic import ActorCritic, orthogonal_init
-from nets.mlp import MLP, QNetwork, policy_sizes, space_sizes
+from nets.mlp import MLP, QNetwork, encode_obs, policy_sizes, space_sizes
+from nets.normalize import RunningNorm
 
-__all__ = ["MLP", "ActorCritic", "QNetwork", "orthogonal_init", "policy_sizes", "space_sizes"]
+__all__ = [
+    "MLP", "ActorCritic", "QNetwork", "RunningNorm", "encode_obs", "orthogonal_init",
+    "policy_sizes", "space_sizes",
+]

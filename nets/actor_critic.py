@@ -10,6 +10,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from nets.mlp import MLP, encode_obs
+from nets.normalize import RunningNorm
 
 LOG_2PI = math.log(2 * math.pi)
 
@@ -63,6 +64,7 @@ class ActorCritic(nn.Module):
         shared: bool = False,
         discrete_obs: bool = False,
         init_log_std: float = 0.0,
+        norm_obs: bool = False,
     ):
         super().__init__()
         if not hidden:
@@ -82,14 +84,20 @@ class ActorCritic(nn.Module):
         orthogonal_init(self.policy_head, gain=0.01)
         orthogonal_init(self.value_head, gain=1.0)
         self.log_std = nn.Parameter(torch.full((action_dim,), init_log_std)) if continuous else None
+        # Observation statistics live in the module: saved with it, frozen in every forward.
+        self.obs_norm = RunningNorm((obs_dim,)) if norm_obs and not discrete_obs else None
+
+    def features(self, obs: torch.Tensor) -> torch.Tensor:
+        x = encode_obs(obs, self.obs_dim, self.discrete_obs)
+        return self.obs_norm(x) if self.obs_norm is not None else x
 
     def policy_params(self, obs: torch.Tensor) -> torch.Tensor:
         """Logits (B, A) for discrete actions, Gaussian means (B, A) for continuous ones."""
-        return self.policy_head(self.actor_trunk(encode_obs(obs, self.obs_dim, self.discrete_obs)))
+        return self.policy_head(self.actor_trunk(self.features(obs)))
 
     def value(self, obs: torch.Tensor) -> torch.Tensor:
         """V(s): (B,)."""
-        return self.value_head(self.critic_trunk(encode_obs(obs, self.obs_dim, self.discrete_obs))).squeeze(-1)
+        return self.value_head(self.critic_trunk(self.features(obs))).squeeze(-1)
 
     def sample(self, obs: torch.Tensor, generator: torch.Generator | None = None):
         """(action, log π(action|s)) sampled from the policy with the given generator."""

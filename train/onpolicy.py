@@ -6,7 +6,7 @@ import gymnasium as gym
 import torch
 
 from agents.buffers import RolloutBuffer
-from agents.pg import PGAgent, PGConfig, Rollout, compute_gae
+from agents.pg import PGAgent, PGConfig, RewardScaler, Rollout, compute_gae
 from nets import policy_sizes
 from train.common import StopFlag
 from train.config import RunConfig
@@ -53,13 +53,20 @@ def train_pg(
         action_shape=space.shape if continuous else (),
         action_dtype=torch.float32 if continuous else torch.int64, device=device,
     )
-    if resume is not None and not agent.load_state_dict(resume["agent"]):
-        print("note: the checkpoint was written on another device type; sampling continues "
-              "from a fresh RNG stream (resume is not exact)")
+    reward_scaler = RewardScaler(n, cfg.gamma, device) if cfg.norm_reward else None
+    if resume is not None:
+        if not agent.load_state_dict(resume["agent"]):
+            print("note: the checkpoint was written on another device type; sampling continues "
+                  "from a fresh RNG stream (resume is not exact)")
+        if reward_scaler is not None:
+            reward_scaler.load_state_dict(resume["reward_scaler"])
     obs = session.begin()
     nonfinite = torch.zeros((), dtype=torch.bool, device=device)
     session.healthy = lambda: not nonfinite.item()  # sync
-    session.algo_state = lambda: {"net_kwargs": agent.net_kwargs, "agent": agent.state_dict()}
+    session.algo_state = lambda: {
+        "net_kwargs": agent.net_kwargs, "agent": agent.state_dict(),
+        "reward_scaler": reward_scaler.state_dict() if reward_scaler is not None else None,
+    }
     to_env = env_policy(agent, space)
     clip_low = torch.as_tensor(space.low, device=device) if continuous else None
     clip_high = torch.as_tensor(space.high, device=device) if continuous else None
@@ -75,6 +82,8 @@ def train_pg(
                     action, logprob, value = agent.explore(obs)
                     env_action = action.clamp(clip_low, clip_high) if continuous else action
                     next_obs, reward, terminated, truncated, info = envs.step(env_action)
+                    if reward_scaler is not None:  # what the agent learns from; logs keep the env's
+                        reward = reward_scaler(reward, terminated | truncated)
                     rollout.store(
                         t, obs=obs, action=action, logprob=logprob, value=value, reward=reward,
                         terminated=terminated, truncated=truncated, final_obs=info["final_obs"],
@@ -97,6 +106,7 @@ def train_pg(
                     (advantage_TN + rollout.value).flatten(),
                 )
                 metrics = agent.update(batch)
+                agent.observe(batch.obs)
                 nonfinite |= ~torch.isfinite(metrics["policy_loss"] + metrics["value_loss"])
 
                 if session.log_due():

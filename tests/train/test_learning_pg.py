@@ -1,0 +1,66 @@
+"""Policy-gradient learning tests and PPO's exact resume."""
+
+import pytest
+import torch
+
+from agents.pg import PGConfig
+from train.checkpoint import load_checkpoint
+from train.common import StopFlag
+from train.config import RunConfig
+from train.onpolicy import train_pg
+from train.presets import PG_PRESETS, apply_preset
+
+
+def preset_run(algo, env, tmp_path, **run_overrides):
+    (run, cfg), _ = apply_preset(algo, env, RunConfig(env=env), PGConfig())
+    run.seed, run.device, run.progress, run.runs_dir = 1, "cpu", False, str(tmp_path)
+    for k, v in run_overrides.items():
+        setattr(run, k, v)
+    return run, cfg
+
+
+@pytest.mark.parametrize("algo, threshold", [("ppo", 475.0), ("a2c", 475.0), ("reinforce", 400.0)])
+def test_policy_gradient_solves_cartpole_within_its_preset(algo, threshold, tmp_path):
+    run, cfg = preset_run(algo, "CartPole-v1", tmp_path, target_return=threshold)
+    result = train_pg(run, cfg, algo=algo)
+    assert result.stopped_by == "target_return", result.evals
+    assert result.best_return >= threshold
+    assert result.global_step <= PG_PRESETS[algo]["CartPole-v1"]["total_steps"]
+
+
+class StopAfter(StopFlag):
+    """Asks the loop to stop at its k-th check, as a SIGINT arriving then would."""
+
+    def __init__(self, k: int):
+        super().__init__()
+        self.checks, self.k = 0, k
+
+    @property
+    def requested(self) -> bool:
+        self.checks += 1
+        if self.checks > self.k:
+            self.signal = "SIGINT"
+        return self.signal is not None
+
+
+def test_ppo_stop_and_resume_is_bitwise_exact(tmp_path):
+    overrides = dict(total_steps=2_048, eval_every=768, log_every=256, eval_episodes=2)
+    run, cfg = preset_run("ppo", "CartPole-v1", tmp_path / "a", **overrides)
+    cfg.norm_obs = cfg.norm_reward = True  # their statistics must resume exactly too
+    whole = train_pg(run, cfg, algo="ppo")
+
+    run, cfg = preset_run("ppo", "CartPole-v1", tmp_path / "b", **overrides)
+    cfg.norm_obs = cfg.norm_reward = True
+    first = train_pg(run, cfg, algo="ppo", stop=StopAfter(3))  # mid-run, learning rate annealing
+    assert first.stopped_by == "SIGINT" and 0 < first.global_step < 2_048
+    ckpt, file = load_checkpoint(first.run_dir)
+    ckpt["run_dir"] = str(file.parent)
+    second = train_pg(run, cfg, algo="ppo", resume=ckpt)
+    assert second.global_step == whole.global_step == 2_048
+
+    a, _ = load_checkpoint(whole.run_dir)
+    b, _ = load_checkpoint(second.run_dir)
+    for key, tensor in a["agent"]["net"].items():
+        assert torch.equal(tensor, b["agent"]["net"][key]), key
+    assert torch.equal(a["reward_scaler"]["returns"], b["reward_scaler"]["returns"])
+    assert torch.equal(a["agent"]["generator"], b["agent"]["generator"])
