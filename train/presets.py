@@ -62,9 +62,39 @@ PG_PRESETS: dict[str, dict[str, dict[str, Any]]] = {
             num_minibatches=1, gae_lambda=0.8, gamma=0.98, update_epochs=20, ent_coef=0.0,
             learning_rate=1e-3, clip_coef=0.2,
         ),
+        # rl-zoo's Pendulum-v1 settings (normalised obs and rewards, γ = 0.9) without gSDE.
+        "Pendulum-v1": dict(
+            num_envs=4, total_steps=100_000, eval_every=8_192, num_steps=1024,
+            gae_lambda=0.95, gamma=0.9, update_epochs=10, num_minibatches=64, ent_coef=0.0,
+            learning_rate=1e-3, anneal_lr=False, clip_coef=0.2, norm_obs=True, norm_reward=True,
+        ),
+        # rl-zoo's Acrobot-v1 settings (normalised observations).
+        "Acrobot-v1": dict(
+            num_envs=16, total_steps=500_000, eval_every=16_384, num_steps=256,
+            gae_lambda=0.94, gamma=0.99, update_epochs=4, num_minibatches=16, ent_coef=0.0,
+            norm_obs=True,
+        ),
+        # rl-zoo's MountainCarContinuous-v0 settings, without gSDE (see the README).
+        "MountainCarContinuous-v0": dict(
+            num_envs=1, total_steps=50_000, eval_every=5_000, num_steps=8,
+            num_minibatches=1, gae_lambda=0.9, gamma=0.9999, update_epochs=10,
+            ent_coef=0.00429, learning_rate=7.77e-5, clip_coef=0.1, max_grad_norm=5.0,
+            vf_coef=0.19, init_log_std=-3.29, norm_obs=True, norm_reward=True,
+        ),
     },
     "a2c": {
         "CartPole-v1": dict(num_envs=8, total_steps=100_000, eval_every=5_000),
+        "Acrobot-v1": dict(
+            num_envs=16, total_steps=500_000, eval_every=20_000, ent_coef=0.0, norm_obs=True,
+        ),
+        "Pendulum-v1": dict(
+            num_envs=8, total_steps=1_000_000, eval_every=20_000, num_steps=8,
+            gae_lambda=0.9, gamma=0.9, ent_coef=0.0, learning_rate=1e-3,
+            norm_obs=True, norm_reward=True,
+        ),
+        "MountainCarContinuous-v0": dict(
+            num_envs=4, total_steps=100_000, eval_every=10_000, norm_obs=True, norm_reward=True,
+        ),
     },
     "reinforce": {
         "CartPole-v1": dict(num_envs=4, total_steps=100_000, eval_every=5_000),
