@@ -9,25 +9,27 @@ import sys
 import tempfile
 import time
 from dataclasses import dataclass
-from typing import Callable, Literal, NamedTuple
+from typing import Any, Callable, Literal, NamedTuple
 
 import gymnasium as gym
 import torch
 import tyro
 
-from agents import DQNConfig
+from train.cli import ALGOS
 from train.common import make_envs
 from train.config import RunConfig, resolve_device
 from train.errors import UserError
 from train.evaluate import eval_seed, evaluate
-from train.offpolicy import EvalPoint, train_dqn
+from train.offpolicy import EvalPoint
 from train.presets import apply_preset
 
 try:  # optional extra `bench`; without it the benchmark runs ours only
     import stable_baselines3 as sb3
     from stable_baselines3.common.callbacks import BaseCallback
+    from stable_baselines3.common.env_util import make_vec_env
+    from stable_baselines3.common.on_policy_algorithm import OnPolicyAlgorithm
 except ImportError:
-    sb3 = None
+    sb3 = make_vec_env = OnPolicyAlgorithm = None
     BaseCallback = object  # lets the callback class below be defined; it is never instantiated
 
 ENV_ID = "CartPole-v1"
@@ -36,15 +38,13 @@ INSTALL_SB3 = 'pip install -e ".[bench]"'
 
 
 @dataclass
-class DQNCartPoleBench:
-    """Our DQN (CartPole-v1 preset) against Stable-Baselines3's DQN with rl-baselines3-zoo's
-    CartPole-v1 hyperparameters: env steps and training seconds (evaluation excluded) to a
-    greedy mean return of 475, and the final evaluation, per seed."""
+class CartPoleBench:
+    """Options of a CartPole-v1 benchmark; each benchmark sets its own defaults."""
 
     seeds: tuple[int, ...] = (1, 2, 3)
     """seeds to run; each seed runs ours, then SB3"""
     total_steps: int = 50_000
-    """env steps per run, for both libraries (rl-zoo's n_timesteps is 50k)"""
+    """env steps per run, for both libraries (the default is rl-zoo's n_timesteps)"""
     eval_every: int = 2_000
     """env steps between greedy evaluations (10 episodes each), for both libraries"""
     sb3: bool = True
@@ -53,28 +53,57 @@ class DQNCartPoleBench:
     """device for both libraries' networks (and our env tensors)"""
 
 
+class Benchmark(NamedTuple):
+    """One `rlplay bench NAME`: our algorithm's CartPole-v1 preset against SB3's."""
+
+    algo: str  # ours: the key of the loop (train.cli.ALGOS) and of its preset
+    defaults: CartPoleBench  # rl-zoo's budget, and an eval cadence that suits both libraries
+    sb3_model: Callable[[CartPoleBench, int], Any]  # SB3's model for one seed
+
+    @property
+    def summary(self) -> str:
+        """One line for `rlplay bench --help`."""
+        return (f"our {self.algo.upper()} vs Stable-Baselines3's (rl-zoo hyperparameters) on "
+                f"{ENV_ID}: time to {SOLVED:.0f}")
+
+    @property
+    def description(self) -> str:
+        """The head of `rlplay bench NAME --help`."""
+        name = self.algo.upper()
+        return (f"Our {name} ({ENV_ID} preset) against Stable-Baselines3's {name} with "
+                f"rl-baselines3-zoo's {ENV_ID} hyperparameters (hyperparams/{self.algo}.yml): "
+                f"env steps and training seconds (evaluation excluded) to a greedy mean return "
+                f"of {SOLVED:.0f}, whether every later evaluation stays there, and the final "
+                f"evaluation, per seed.")
+
+
 class RunSummary(NamedTuple):
     """What the table shows for one (library, seed) run."""
 
     steps_to_solve: int | None  # env steps at the first eval with mean >= SOLVED; None: never
     seconds_to_solve: float | None  # training seconds at that eval (evaluation excluded)
+    stays: bool | None  # every later eval also >= SOLVED; None: never solved
     final_return: float  # mean return of the last evaluation, at the end of the run
     train_seconds: float  # training seconds of the whole run (evaluation excluded)
 
 
 def summarize(evals: list[EvalPoint]) -> RunSummary:
     """Reduce a run's evaluation curve to the table's numbers."""
-    solved = next((e for e in evals if e.mean_return >= SOLVED), None)
+    first = next((i for i, e in enumerate(evals) if e.mean_return >= SOLVED), None)
     last = evals[-1]
+    if first is None:
+        return RunSummary(None, None, None, last.mean_return, last.train_seconds)
+    solved = evals[first]
+    stays = all(e.mean_return >= SOLVED for e in evals[first:])
     return RunSummary(
-        solved.global_step if solved else None, solved.train_seconds if solved else None,
-        last.mean_return, last.train_seconds,
+        solved.global_step, solved.train_seconds, stays, last.mean_return, last.train_seconds
     )
 
 
-def run_ours(opts: DQNCartPoleBench, seed: int) -> list[EvalPoint]:
-    """Our DQN with the CartPole-v1 preset for the whole budget; its run folder is thrown away."""
-    (run, cfg), _ = apply_preset("dqn", ENV_ID, RunConfig(env=ENV_ID), DQNConfig())
+def run_ours(bench: Benchmark, opts: CartPoleBench, seed: int) -> list[EvalPoint]:
+    """Our loop with its CartPole-v1 preset for the whole budget; its run folder is thrown away."""
+    config_cls, train = ALGOS[bench.algo]
+    (run, cfg), _ = apply_preset(bench.algo, ENV_ID, RunConfig(env=ENV_ID), config_cls())
     with tempfile.TemporaryDirectory(prefix="rlplay-bench-") as runs_dir:
         run = dataclasses.replace(
             run, seed=seed, total_steps=opts.total_steps, eval_every=opts.eval_every,
@@ -84,7 +113,7 @@ def run_ours(opts: DQNCartPoleBench, seed: int) -> list[EvalPoint]:
             # writes best/latest at each evaluation, outside the clock.
             checkpoint_every=0,
         )
-        result = train_dqn(run, cfg)
+        result = train(run, cfg)
     if result.stopped_by != "total_steps":  # Ctrl-C/SIGTERM: the loop stopped early and saved
         raise KeyboardInterrupt
     return result.evals
@@ -96,13 +125,16 @@ class PausedClockEval(BaseCallback):
 
     The clock starts when `learn` starts collecting (model construction excluded, as in ours)
     and reads training wall-clock only: env steps, gradient steps and SB3's own bookkeeping.
+    Off-policy models are evaluated between env steps; on-policy ones between rollouts, after
+    the update, where our on-policy loop evaluates too.
     """
 
     def __init__(self, eval_envs: gym.vector.VectorEnv, *, seed: int, eval_every: int,
-                 total_steps: int):
+                 total_steps: int, between_rollouts: bool):
         super().__init__()
         self.eval_envs, self.seed = eval_envs, seed
         self.eval_every, self.total_steps = eval_every or total_steps, total_steps
+        self.between_rollouts = between_rollouts
         self.next_eval = self.eval_every
         self.evals: list[EvalPoint] = []
         self.train_seconds = 0.0
@@ -112,27 +144,55 @@ class PausedClockEval(BaseCallback):
         self.clock_start = time.perf_counter()
 
     def _on_step(self) -> bool:
+        if self.between_rollouts:
+            return True
+        # SB3 only checks total_timesteps between rollouts, so with train_freq=256 DQN would
+        # step on to the next multiple of 256 (50,176) and train once more; stop where ours does.
+        return not self._evaluate_if_due()
+
+    def _on_rollout_start(self) -> None:
+        if self.between_rollouts:  # the previous rollout's update is done
+            self._evaluate_if_due()
+
+    def _on_training_end(self) -> None:
+        if self.between_rollouts:  # the last update; no rollout starts after it
+            self._evaluate_if_due()
+
+    def _evaluate_if_due(self) -> bool:
+        """Evaluate if `eval_every` steps have passed or the budget is spent; True at the end."""
         # num_timesteps counts env steps over all envs, like our global_step.
         at_end = self.num_timesteps >= self.total_steps
         if self.num_timesteps < self.next_eval and not at_end:
-            return True
+            return False
         self.train_seconds += time.perf_counter() - self.clock_start  # stop the clock
         self.next_eval = self.num_timesteps + self.eval_every
         returns = evaluate(self._greedy, self.eval_envs, seed=eval_seed(self.seed, len(self.evals)))
         self.evals.append(EvalPoint(self.num_timesteps, self.train_seconds, float(returns.mean())))
         self.clock_start = time.perf_counter()  # restart it
-        # SB3 only checks total_timesteps between rollouts, so with train_freq=256 it would
-        # step on to the next multiple of 256 (50,176) and train once more; stop where ours does.
-        return not at_end
+        return at_end
 
     def _greedy(self, obs: torch.Tensor) -> torch.Tensor:
         action, _ = self.model.predict(obs.cpu().numpy(), deterministic=True)
         return torch.as_tensor(action)
 
 
-def run_sb3(opts: DQNCartPoleBench, seed: int) -> list[EvalPoint]:
+def run_sb3(bench: Benchmark, opts: CartPoleBench, seed: int) -> list[EvalPoint]:
+    """SB3's model for this benchmark and seed, trained for the budget and evaluated as ours."""
+    model = bench.sb3_model(opts, seed)
+    # The same eval envs as ours: Gymnasium's CartPole-v1, one episode on each of 10 envs.
+    eval_envs = make_envs(RunConfig(env=ENV_ID), torch.device("cpu"), RunConfig.eval_episodes)
+    callback = PausedClockEval(
+        eval_envs, seed=seed, eval_every=opts.eval_every, total_steps=opts.total_steps,
+        between_rollouts=isinstance(model, OnPolicyAlgorithm),
+    )
+    model.learn(total_timesteps=opts.total_steps, callback=callback)
+    eval_envs.close()
+    return callback.evals
+
+
+def sb3_dqn(opts: CartPoleBench, seed: int) -> Any:
     """SB3's DQN with rl-baselines3-zoo's CartPole-v1 hyperparameters (hyperparams/dqn.yml)."""
-    model = sb3.DQN(
+    return sb3.DQN(
         "MlpPolicy", gym.make(ENV_ID),
         learning_rate=2.3e-3, batch_size=64, buffer_size=100_000, learning_starts=1_000,
         gamma=0.99, target_update_interval=10, train_freq=256, gradient_steps=128,
@@ -140,17 +200,24 @@ def run_sb3(opts: DQNCartPoleBench, seed: int) -> list[EvalPoint]:
         policy_kwargs=dict(net_arch=[256, 256]), seed=seed,
         device=str(resolve_device(opts.device)), verbose=0,
     )
-    # The same eval envs as ours: Gymnasium's CartPole-v1, one episode on each of 10 envs.
-    eval_envs = make_envs(RunConfig(env=ENV_ID), torch.device("cpu"), RunConfig.eval_episodes)
-    callback = PausedClockEval(
-        eval_envs, seed=seed, eval_every=opts.eval_every, total_steps=opts.total_steps
+
+
+def sb3_ppo(opts: CartPoleBench, seed: int) -> Any:
+    """SB3's PPO with rl-baselines3-zoo's CartPole-v1 hyperparameters (hyperparams/ppo.yml)."""
+    return sb3.PPO(
+        "MlpPolicy", make_vec_env(ENV_ID, n_envs=8, seed=seed),
+        n_steps=32, batch_size=256, gae_lambda=0.8, gamma=0.98, n_epochs=20, ent_coef=0.0,
+        learning_rate=_linear(1e-3), clip_range=_linear(0.2), seed=seed,
+        device=str(resolve_device(opts.device)), verbose=0,
     )
-    model.learn(total_timesteps=opts.total_steps, callback=callback)
-    eval_envs.close()
-    return callback.evals
 
 
-def bench_dqn_cartpole(opts: DQNCartPoleBench) -> int:
+def _linear(initial: float) -> Callable[[float], float]:
+    """rl-zoo's `lin_<x>` schedule: `initial` at the start down to 0 at the end of `learn`."""
+    return lambda progress_remaining: progress_remaining * initial
+
+
+def run_benchmark(bench: Benchmark, opts: CartPoleBench) -> int:
     """Run both libraries seed by seed, then print the comparison table and the verdicts."""
     if not opts.seeds or len(set(opts.seeds)) != len(opts.seeds):
         raise UserError("--seeds needs at least one seed, each once")
@@ -169,10 +236,10 @@ def bench_dqn_cartpole(opts: DQNCartPoleBench) -> int:
     theirs: dict[int, RunSummary] = {}
     try:
         for seed in opts.seeds:
-            ours[seed] = summarize(run_ours(opts, seed))
+            ours[seed] = summarize(run_ours(bench, opts, seed))
             print(f"seed {seed} ours: {describe(ours[seed])}", file=sys.stderr)
             if with_sb3:
-                theirs[seed] = summarize(run_sb3(opts, seed))
+                theirs[seed] = summarize(run_sb3(bench, opts, seed))
                 print(f"seed {seed} SB3:  {describe(theirs[seed])}", file=sys.stderr)
     except KeyboardInterrupt:
         # A table over some seeds would read as a result; the runs' folders are temporary.
@@ -182,7 +249,7 @@ def bench_dqn_cartpole(opts: DQNCartPoleBench) -> int:
 
     print()
     when = f"every {opts.eval_every} steps" if opts.eval_every else "at the end only"
-    print(f"DQN on {ENV_ID}: {opts.total_steps} env steps, greedy eval of "
+    print(f"{bench.algo.upper()} on {ENV_ID}: {opts.total_steps} env steps, greedy eval of "
           f"{RunConfig.eval_episodes} episodes {when}; "
           f"solved = mean >= {SOLVED:.0f}; seconds exclude evaluation")
     print(table(opts.seeds, ours, theirs if with_sb3 else None))
@@ -201,8 +268,11 @@ def versions_line(with_sb3: bool) -> str:
 
 def describe(s: RunSummary) -> str:
     """One progress line for a finished run."""
-    solved = (f"{SOLVED:.0f} at step {s.steps_to_solve} ({s.seconds_to_solve:.1f} s)"
-              if s.steps_to_solve is not None else f"never {SOLVED:.0f}")
+    if s.steps_to_solve is None:
+        solved = f"never {SOLVED:.0f}"
+    else:
+        solved = (f"{SOLVED:.0f} at step {s.steps_to_solve} ({s.seconds_to_solve:.1f} s), "
+                  + ("stays there" if s.stays else "drops below later"))
     return f"{solved}, final eval {s.final_return:.1f}, {s.train_seconds:.1f} s training"
 
 
@@ -225,32 +295,46 @@ def table(
     seeds: tuple[int, ...], ours: dict[int, RunSummary], theirs: dict[int, RunSummary] | None
 ) -> str:
     """Rows per seed and a median row; columns per library, then SB3/ours seconds."""
-    cols = ["seed", "ours steps", "ours s", "ours final"]
+    cols = ["seed", "ours steps", "ours s", "ours stays", "ours final"]
     if theirs is not None:
-        cols += ["SB3 steps", "SB3 s", "SB3 final", "SB3 s / ours s"]
+        cols += ["SB3 steps", "SB3 s", "SB3 stays", "SB3 final", "SB3 s / ours s"]
     labels = [str(seed) for seed in seeds] + ["median"]
     ours_runs = [ours[seed] for seed in seeds]
-    ours_runs.append(_median_summary(ours_runs))
-    rows = [[label, *_cells(o)] for label, o in zip(labels, ours_runs)]
+    rows = [[label, *cells] for label, cells in zip(labels, _library_cells(ours_runs))]
     if theirs is not None:
         sb3_runs = [theirs[seed] for seed in seeds]
-        sb3_runs.append(_median_summary(sb3_runs))
-        for row, o, t in zip(rows, ours_runs, sb3_runs):
-            row += [*_cells(t), _ratio(t, o)]
+        ratios = [_ratio(t, o) for t, o in zip(_with_median(sb3_runs), _with_median(ours_runs))]
+        for row, cells, ratio in zip(rows, _library_cells(sb3_runs), ratios):
+            row += [*cells, ratio]
 
     widths = [max(len(c), *(len(r[i]) for r in rows)) for i, c in enumerate(cols)]
     lines = [_join(cols, widths), _join(["-" * w for w in widths], widths)]
     lines += [_join(r, widths) for r in rows]
     lines.append(f"steps, s: env steps and training seconds to the first eval >= {SOLVED:.0f}; "
-                 "final: the last eval's mean return; median row: per column, never ranks last")
+                 f"stays: every later eval also >= {SOLVED:.0f}; "
+                 "final: the last eval's mean return; median row: per column, never ranks last "
+                 "(stays: how many runs)")
     return "\n".join(lines)
 
 
-def _cells(s: RunSummary) -> list[str]:
-    """A run's three table cells: steps to solve, seconds to solve, final return."""
+def _library_cells(runs: list[RunSummary]) -> list[list[str]]:
+    """One library's table cells: a row per run, then the median row."""
+    stayed = f"{sum(bool(r.stays) for r in runs)}/{len(runs)}"
+    return [_cells(r) for r in runs] + [_cells(_median_summary(runs), stays=stayed)]
+
+
+def _with_median(runs: list[RunSummary]) -> list[RunSummary]:
+    """The runs, then their column-wise medians (the table's median row)."""
+    return [*runs, _median_summary(runs)]
+
+
+def _cells(s: RunSummary, stays: str | None = None) -> list[str]:
+    """A run's four table cells: steps to solve, seconds to solve, stays, final return."""
     steps = "never" if s.steps_to_solve is None else str(s.steps_to_solve)
     seconds = "never" if s.seconds_to_solve is None else f"{s.seconds_to_solve:.1f}"
-    return [steps, seconds, f"{s.final_return:.1f}"]
+    if stays is None:
+        stays = "-" if s.stays is None else ("yes" if s.stays else "no")
+    return [steps, seconds, stays, f"{s.final_return:.1f}"]
 
 
 def _join(cells: list[str], widths: list[int]) -> str:
@@ -258,10 +342,10 @@ def _join(cells: list[str], widths: list[int]) -> str:
 
 
 def _median_summary(runs: list[RunSummary]) -> RunSummary:
-    """Column-wise medians of several runs (the table's median row)."""
+    """Column-wise medians of several runs (the table's median row; `stays` is left None)."""
     steps = _median([r.steps_to_solve for r in runs])
     return RunSummary(
-        None if steps is None else int(steps), _median([r.seconds_to_solve for r in runs]),
+        None if steps is None else int(steps), _median([r.seconds_to_solve for r in runs]), None,
         statistics.median(r.final_return for r in runs),
         statistics.median(r.train_seconds for r in runs),
     )
@@ -294,12 +378,10 @@ def _pass(ok: bool) -> str:
     return "PASS" if ok else "FAIL"
 
 
-# name -> (one line for `rlplay bench --help`, options dataclass, runner)
-BENCHMARKS: dict[str, tuple[str, type, Callable[..., int]]] = {
-    "dqn-cartpole": (
-        "our DQN vs Stable-Baselines3's (rl-zoo hyperparameters) on CartPole-v1: time to 475",
-        DQNCartPoleBench, bench_dqn_cartpole,
-    ),
+BENCHMARKS: dict[str, Benchmark] = {
+    "dqn-cartpole": Benchmark("dqn", CartPoleBench(total_steps=50_000, eval_every=2_000), sb3_dqn),
+    # 2,048 steps = 8 rollouts of 8 envs x 32 steps: both libraries evaluate after an update.
+    "ppo-cartpole": Benchmark("ppo", CartPoleBench(total_steps=100_000, eval_every=2_048), sb3_ppo),
 }
 
 
@@ -307,13 +389,16 @@ def bench_command(argv: list[str]) -> int:
     """`rlplay bench NAME [OPTIONS]`: parse the benchmark's options with tyro and run it."""
     if not argv or argv[0] in ("-h", "--help"):
         lines = ["usage: rlplay bench NAME [OPTIONS]", "", "benchmarks:"]
-        lines += [f"  {name:<14} {summary}" for name, (summary, _, _) in BENCHMARKS.items()]
+        lines += [f"  {name:<14} {bench.summary}" for name, bench in BENCHMARKS.items()]
         lines += ["", "`rlplay bench NAME --help` lists its options."]
         print("\n".join(lines))
         return 0 if argv else 2
     name, rest = argv[0], argv[1:]
     if name not in BENCHMARKS:
         raise UserError(f"unknown benchmark '{name}'; available: {', '.join(BENCHMARKS)}")
-    _, options_cls, bench_fn = BENCHMARKS[name]
-    opts = tyro.cli(options_cls, args=rest, prog=f"rlplay bench {name}")
-    return bench_fn(opts)
+    bench = BENCHMARKS[name]
+    opts = tyro.cli(
+        CartPoleBench, args=rest, prog=f"rlplay bench {name}", default=bench.defaults,
+        description=bench.description,
+    )
+    return run_benchmark(bench, opts)

@@ -29,7 +29,7 @@ ALGOS = {
 COMMANDS = {
     "train": "train an agent: rlplay train dqn|ppo|a2c|reinforce --env CartPole-v1",
     "replay": "play a saved policy: rlplay replay runs/<run> [--episodes K] [--video out.gif]",
-    "bench": "benchmarks against reference libraries: rlplay bench dqn-cartpole",
+    "bench": "benchmarks against Stable-Baselines3: rlplay bench dqn-cartpole | ppo-cartpole",
 }
 # Settings a resumed run must keep: the env state, network and buffer are built from them.
 FIXED_ON_RESUME = {
