@@ -64,3 +64,11 @@ def test_ppo_stop_and_resume_is_bitwise_exact(tmp_path):
         assert torch.equal(tensor, b["agent"]["net"][key]), key
     assert torch.equal(a["reward_scaler"]["returns"], b["reward_scaler"]["returns"])
     assert torch.equal(a["agent"]["generator"], b["agent"]["generator"])
+
+
+def test_ppo_reaches_minus_200_on_pendulum_within_its_preset(tmp_path):
+    run, cfg = preset_run("ppo", "Pendulum-v1", tmp_path, target_return=-200.0)
+    result = train_pg(run, cfg, algo="ppo")
+    assert result.stopped_by == "target_return", result.evals
+    assert result.best_return >= -200.0
+    assert result.global_step <= PG_PRESETS["ppo"]["Pendulum-v1"]["total_steps"]
