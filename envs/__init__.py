@@ -1,10 +1,20 @@
 """Environment construction: Gymnasium vector envs that speak torch. Imports nothing of ours."""
 
+import gymnasium as gym
+
+from envs.cartpole import CartPoleParams, CartPoleVectorEnv, cartpole_step
 from envs.factory import UnknownEnvError, check_env_id, make
 from envs.state import get_env_state, set_env_state
 from envs.wrappers import DenseFinalObs
 
+# Torch-native envs: gymnasium.make_vec("rlplay/CartPole-v1", num_envs=4096, device="cuda").
+if "rlplay/CartPole-v1" not in gym.registry:
+    gym.register(id="rlplay/CartPole-v1", vector_entry_point="envs.cartpole:CartPoleVectorEnv")
+
 __all__ = [
+    "CartPoleParams",
+    "CartPoleVectorEnv",
+    "cartpole_step",
     "DenseFinalObs",
     "UnknownEnvError",
     "check_env_id",

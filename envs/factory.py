@@ -55,6 +55,12 @@ def make(
     kwargs = dict(env_kwargs or {})
     if render_mode is not None:
         kwargs["render_mode"] = render_mode
+    if name.startswith("rlplay/"):
+        # Our torch-native envs already speak tensors on `device` and keep the contract.
+        return gym.make_vec(
+            name, num_envs=num_envs, vectorization_mode="vector_entry_point", device=device,
+            **kwargs,
+        )
     envs = gym.make_vec(
         name,
         num_envs=num_envs,
