@@ -65,6 +65,25 @@ def cartpole_step(
     return next_N4, terminated
 
 
+def cartpole_transition(state_N4, elapsed_N, return_N, action_N, reset_u_N4, p: CartPoleParams):
+    """A whole vector step with same-step autoreset, as one pure function (one fused kernel
+    under torch.compile): returns (state, elapsed, episode return, final obs, terminated,
+    truncated, done, return and length of the episodes that ended)."""
+    final_N4, terminated = cartpole_step(state_N4, action_N, p)
+    elapsed_N = elapsed_N + 1
+    return_N = return_N + 1.0  # CartPole-v1 pays 1 per step, the terminating one included
+    truncated = elapsed_N >= p.max_episode_steps  # as TimeLimit: can coincide with terminated
+    done = terminated | truncated
+    reset_N4 = reset_u_N4 * (2 * p.reset_bound) - p.reset_bound  # Gymnasium's reset range
+    # Same-step autoreset without branching on tensor values: keep the fresh state where done.
+    state_N4 = torch.where(done[:, None], reset_N4, final_N4)
+    ended_return, ended_length = torch.where(done, return_N, 0.0), torch.where(done, elapsed_N, 0)
+    return (
+        state_N4, torch.where(done, 0, elapsed_N), torch.where(done, 0.0, return_N), final_N4,
+        terminated, truncated, done, ended_return, ended_length,
+    )
+
+
 class CartPoleVectorEnv(VectorEnv):
     """N CartPole-v1 envs stepping as tensor ops on `device`, with the project's env contract.
 
@@ -86,6 +105,7 @@ class CartPoleVectorEnv(VectorEnv):
         dtype: torch.dtype = torch.float32,
         render_mode: str | None = None,
         params: CartPoleParams = CartPoleParams(),
+        compile: bool = False,
     ):
         self.num_envs, self.device, self.dtype = num_envs, torch.device(device), dtype
         self.params, self.render_mode = params, render_mode
@@ -102,6 +122,12 @@ class CartPoleVectorEnv(VectorEnv):
         self.elapsed = torch.zeros(num_envs, dtype=torch.int64, device=self.device)
         self.episode_return = torch.zeros(num_envs, dtype=torch.float32, device=self.device)
         self._renderer = None
+        # torch.compile fuses the step into one kernel: ~4x faster for small N on CPU, after a
+        # one-time compile of ~20 s (needs a C++ compiler on CPU). Off by default.
+        self._transition = (
+            torch.compile(cartpole_transition, dynamic=False) if compile else cartpole_transition
+        )
+        self._reward = torch.ones(num_envs, dtype=torch.float32, device=self.device)
 
     def _reset_states(self) -> torch.Tensor:
         b = self.params.reset_bound
@@ -113,33 +139,27 @@ class CartPoleVectorEnv(VectorEnv):
         if seed is not None:
             self.generator.manual_seed(seed)
         self.state = self._reset_states()
-        self.elapsed.zero_()
-        self.episode_return.zero_()
-        return self.state.clone(), {}
+        self.elapsed = torch.zeros_like(self.elapsed)
+        self.episode_return = torch.zeros_like(self.episode_return)
+        return self.state, {}
 
     def step(self, actions: torch.Tensor):
-        next_state, terminated = cartpole_step(
-            self.state, torch.as_tensor(actions, device=self.device), self.params
+        reset_u = torch.rand(
+            self.num_envs, 4, generator=self.generator, device=self.device, dtype=self.dtype
         )
-        self.elapsed += 1
-        truncated = self.elapsed >= self.params.max_episode_steps
-        reward = torch.ones(self.num_envs, dtype=torch.float32, device=self.device)
-        self.episode_return += reward
-        done = terminated | truncated
+        (self.state, self.elapsed, self.episode_return, final_obs, terminated, truncated, done,
+         ended_return, ended_length) = self._transition(
+            self.state, self.elapsed, self.episode_return,
+            torch.as_tensor(actions, device=self.device), reset_u, self.params,
+        )
         info: dict[str, Any] = {
-            "final_obs": next_state,
-            "episode": {
-                "r": torch.where(done, self.episode_return, 0.0),
-                "l": torch.where(done, self.elapsed, 0),
-            },
+            "final_obs": final_obs,
+            "episode": {"r": ended_return, "l": ended_length},
             "_episode": done,
         }
-        # Same-step autoreset without branching on tensor values: draw fresh states for all,
-        # keep them where an episode ended.
-        self.state = torch.where(done[:, None], self._reset_states(), next_state)
-        self.elapsed = torch.where(done, 0, self.elapsed)
-        self.episode_return = torch.where(done, 0.0, self.episode_return)
-        return self.state.clone(), reward, terminated, truncated, info
+        # The state is replaced, never written in place, so handing it out needs no copy; the
+        # reward is the same constant tensor every step (treat it as read-only).
+        return self.state, self._reward, terminated, truncated, info
 
     def render(self):
         """Env 0 as an RGB frame, drawn by Gymnasium's own CartPole renderer."""

@@ -390,10 +390,15 @@ def bench_command(argv: list[str]) -> int:
     if not argv or argv[0] in ("-h", "--help"):
         lines = ["usage: rlplay bench NAME [OPTIONS]", "", "benchmarks:"]
         lines += [f"  {name:<14} {bench.summary}" for name, bench in BENCHMARKS.items()]
+        lines += [f"  {'cartpole-envs':<14} env steps/s of rlplay/CartPole-v1 against Gymnasium's vector CartPole"]
         lines += ["", "`rlplay bench NAME --help` lists its options."]
         print("\n".join(lines))
         return 0 if argv else 2
     name, rest = argv[0], argv[1:]
+    if name == "cartpole-envs":
+        from train.bench_envs import env_speed_command
+
+        return env_speed_command(rest)
     if name not in BENCHMARKS:
         raise UserError(f"unknown benchmark '{name}'; available: {', '.join(BENCHMARKS)}")
     bench = BENCHMARKS[name]

@@ -108,7 +108,9 @@ BASES = {"dqn": {}, **PG_BASE}
 def apply_preset(algo: str, env_id: str, *configs: Any) -> tuple[list[Any], dict[str, Any]]:
     """Return copies of `configs` with the algorithm's base settings and the preset for
     (algo, env_id) applied, and the env preset."""
-    env_preset = PRESETS.get(algo, {}).get(env_id.rpartition(":")[2], {})
+    # rlplay/CartPole-v1 is CartPole-v1 (the same dynamics, on tensors): the same presets.
+    task = env_id.rpartition(":")[2].removeprefix("rlplay/")
+    env_preset = PRESETS.get(algo, {}).get(task, {})
     preset = {**BASES.get(algo, {}), **env_preset}
     out = []
     for config in configs:

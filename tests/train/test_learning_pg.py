@@ -72,3 +72,19 @@ def test_ppo_reaches_minus_200_on_pendulum_within_its_preset(tmp_path):
     assert result.stopped_by == "target_return", result.evals
     assert result.best_return >= -200.0
     assert result.global_step <= PG_PRESETS["ppo"]["Pendulum-v1"]["total_steps"]
+
+
+def test_ppo_trained_on_the_torch_cartpole_solves_gymnasiums_cartpole(tmp_path):
+    from envs import make as make_envs
+    from train.evaluate import evaluate
+    from train.onpolicy import pg_from_checkpoint
+
+    run, cfg = preset_run("ppo", "CartPole-v1", tmp_path, target_return=475.0)
+    run.env = "rlplay/CartPole-v1"
+    result = train_pg(run, cfg, algo="ppo")
+    assert result.stopped_by == "target_return", result.evals
+    # The policy transfers: rebuilt from its checkpoint, it solves Gymnasium's own CartPole-v1.
+    ckpt, _ = load_checkpoint(result.run_dir, prefer="best.pt")
+    agent = pg_from_checkpoint(ckpt)
+    returns = evaluate(agent.act, make_envs("CartPole-v1", 10), seed=777)
+    assert returns.mean() >= 475.0, returns
