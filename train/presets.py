@@ -74,12 +74,14 @@ PG_PRESETS: dict[str, dict[str, dict[str, Any]]] = {
             gae_lambda=0.94, gamma=0.99, update_epochs=4, num_minibatches=16, ent_coef=0.0,
             norm_obs=True,
         ),
-        # rl-zoo's MountainCarContinuous-v0 settings, without gSDE (see the README).
+        # rl-zoo's MountainCarContinuous-v0 settings without gSDE, whose exploration a wide initial
+        # Gaussian (log-std 0) and longer rollouts replace: rl-zoo's log-std of -3.29 without
+        # gSDE never finds the flag and settles on not moving (return 0).
         "MountainCarContinuous-v0": dict(
-            num_envs=1, total_steps=50_000, eval_every=5_000, num_steps=8,
-            num_minibatches=1, gae_lambda=0.9, gamma=0.9999, update_epochs=10,
-            ent_coef=0.00429, learning_rate=7.77e-5, clip_coef=0.1, max_grad_norm=5.0,
-            vf_coef=0.19, init_log_std=-3.29, norm_obs=True, norm_reward=True,
+            num_envs=4, total_steps=100_000, eval_every=10_000, num_steps=256,
+            num_minibatches=8, gae_lambda=0.95, gamma=0.99, update_epochs=10,
+            ent_coef=0.0, learning_rate=3e-4, clip_coef=0.1, max_grad_norm=5.0,
+            vf_coef=0.19, init_log_std=0.0, norm_obs=True, norm_reward=True,
         ),
     },
     "a2c": {
