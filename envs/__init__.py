@@ -8,8 +8,14 @@ from envs.state import get_env_state, set_env_state
 from envs.wrappers import DenseFinalObs
 
 # Torch-native envs: gymnasium.make_vec("rlplay/CartPole-v1", num_envs=4096, device="cuda").
-if "rlplay/CartPole-v1" not in gym.registry:
-    gym.register(id="rlplay/CartPole-v1", vector_entry_point="envs.cartpole:CartPoleVectorEnv")
+TORCH_ENVS = {
+    "rlplay/CartPole-v1": "envs.cartpole:CartPoleVectorEnv",
+    "rlplay/MountainCar-v0": "envs.mountain_car:MountainCarVectorEnv",
+    "rlplay/MountainCarContinuous-v0": "envs.mountain_car:ContinuousMountainCarVectorEnv",
+}
+for _id, _entry in TORCH_ENVS.items():
+    if _id not in gym.registry:
+        gym.register(id=_id, vector_entry_point=_entry)
 
 __all__ = [
     "CartPoleParams",
