@@ -12,6 +12,8 @@ TORCH_ENVS = {
     "rlplay/CartPole-v1": "envs.cartpole:CartPoleVectorEnv",
     "rlplay/MountainCar-v0": "envs.mountain_car:MountainCarVectorEnv",
     "rlplay/MountainCarContinuous-v0": "envs.mountain_car:ContinuousMountainCarVectorEnv",
+    "rlplay/Pendulum-v1": "envs.pendulum:PendulumVectorEnv",
+    "rlplay/Acrobot-v1": "envs.acrobot:AcrobotVectorEnv",
 }
 for _id, _entry in TORCH_ENVS.items():
     if _id not in gym.registry:

@@ -166,7 +166,7 @@ class AcrobotVectorEnv(VectorEnv):
         self.num_envs, self.device, self.dtype = num_envs, torch.device(device), dtype
         self.params, self.render_mode = params, render_mode
         np_dtype = np.float64 if dtype == torch.float64 else np.float32
-        high = np.array([1.0, 1.0, 1.0, 1.0, params.max_vel_1, params.max_vel_2], dtype=np.float32)
+        high = np.array([1.0, 1.0, 1.0, 1.0, params.max_vel_1, params.max_vel_2], dtype=np_dtype)
         self.single_observation_space = gym.spaces.Box(-high, high, dtype=np_dtype)
         self.single_action_space = gym.spaces.Discrete(len(params.avail_torque))
         self.observation_space = batch_space(self.single_observation_space, num_envs)

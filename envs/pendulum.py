@@ -49,7 +49,13 @@ def pendulum_step(
     θ̇ (semi-implicit Euler). θ itself is never wrapped; only the cost normalises it.
     """
     th, thdot = state_N2.unbind(-1)
-    u = action_N.to(state_N2.dtype).clamp(-p.max_torque, p.max_torque)
+    u = action_N
+    if not u.is_floating_point() or torch.finfo(u.dtype).bits > torch.finfo(th.dtype).bits:
+        u = u.to(th.dtype)  # (a dtype check, not a tensor value: no host sync)
+    u = u.clamp(-p.max_torque, p.max_torque)
+    # Like NumPy (NEP 50) in Gymnasium, the torque terms stay in the action's dtype: a float32
+    # action (its action_space's dtype) gives float32 0.001·u² and 3/(m l²)·u even when the
+    # state is float64, ~1e-8 apart from float64 math per step.
     costs = angle_normalize(th) ** 2 + 0.1 * thdot**2 + 0.001 * (u**2)
     newthdot = thdot + (3 * p.g / (2 * p.l) * torch.sin(th) + 3.0 / (p.m * p.l**2) * u) * p.dt
     newthdot = newthdot.clamp(-p.max_speed, p.max_speed)
@@ -111,7 +117,7 @@ class PendulumVectorEnv(VectorEnv):
         self.num_envs, self.device, self.dtype = num_envs, torch.device(device), dtype
         self.params, self.render_mode = params, render_mode
         np_dtype = np.float64 if dtype == torch.float64 else np.float32
-        high = np.array([1.0, 1.0, params.max_speed], dtype=np.float32)
+        high = np.array([1.0, 1.0, params.max_speed], dtype=np_dtype)
         self.single_observation_space = gym.spaces.Box(-high, high, dtype=np_dtype)
         self.single_action_space = gym.spaces.Box(
             -params.max_torque, params.max_torque, shape=(1,), dtype=np_dtype
