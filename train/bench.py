@@ -51,6 +51,9 @@ class CartPoleBench:
     """also run Stable-Baselines3 (--no-sb3: ours only)"""
     device: Literal["auto", "cpu", "cuda"] = "cpu"
     """device for both libraries' networks (and our env tensors)"""
+    torch_env: bool = False
+    """train (and evaluate) ours on rlplay/CartPole-v1, the torch-native CartPole, instead of
+    Gymnasium's; SB3 keeps Gymnasium's"""
 
 
 class Benchmark(NamedTuple):
@@ -103,7 +106,8 @@ def summarize(evals: list[EvalPoint]) -> RunSummary:
 def run_ours(bench: Benchmark, opts: CartPoleBench, seed: int) -> list[EvalPoint]:
     """Our loop with its CartPole-v1 preset for the whole budget; its run folder is thrown away."""
     config_cls, train = ALGOS[bench.algo]
-    (run, cfg), _ = apply_preset(bench.algo, ENV_ID, RunConfig(env=ENV_ID), config_cls())
+    env_id = "rlplay/CartPole-v1" if opts.torch_env else ENV_ID
+    (run, cfg), _ = apply_preset(bench.algo, env_id, RunConfig(env=env_id), config_cls())
     with tempfile.TemporaryDirectory(prefix="rlplay-bench-") as runs_dir:
         run = dataclasses.replace(
             run, seed=seed, total_steps=opts.total_steps, eval_every=opts.eval_every,
