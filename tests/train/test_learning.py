@@ -29,3 +29,15 @@ def test_dqn_solves_cartpole_within_its_preset_budget(tmp_path):
     # ...and it generalises: on unseen start states it is far above a random policy (~22).
     fresh = evaluate(agent.act, eval_envs, seed=12345)
     assert fresh.mean() >= 400.0, fresh
+
+
+def test_dqn_trained_on_the_torch_cartpole_solves_gymnasiums_cartpole(tmp_path):
+    (run, cfg), _ = apply_preset("dqn", "CartPole-v1", RunConfig(env="CartPole-v1"), DQNConfig())
+    run.env, run.seed, run.device, run.progress = "rlplay/CartPole-v1", 1, "cpu", False
+    run.runs_dir, run.target_return = str(tmp_path), 475.0
+    result = train_dqn(run, cfg)
+    assert result.stopped_by == "target_return", result.evals
+    # Rebuilt from its checkpoint, the policy solves Gymnasium's own CartPole-v1 too.
+    ckpt, _ = load_checkpoint(result.run_dir, prefer="best.pt")
+    returns = evaluate(dqn_from_checkpoint(ckpt).act, envs.make("CartPole-v1", 10), seed=99)
+    assert returns.mean() >= 400.0, returns
