@@ -4,13 +4,12 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Any
-
 import gymnasium as gym
 import numpy as np
 import torch
-from gymnasium.vector import AutoresetMode, VectorEnv
-from gymnasium.vector.utils import batch_space
+from gymnasium.vector import VectorEnv
+
+from envs import batched
 
 
 @dataclass(frozen=True)
@@ -114,21 +113,11 @@ def acrobot_step(
 
 def acrobot_transition(state_N4, elapsed_N, return_N, action_N, reset_u_N4, p: AcrobotParams):
     """A whole vector step with same-step autoreset, as one pure function (one fused kernel
-    under torch.compile): returns (state, obs, elapsed, episode return, reward, final obs,
-    terminated, truncated, done, return and length of the episodes that ended)."""
+    under torch.compile)."""
     final_N4, reward_N, terminated = acrobot_step(state_N4, action_N, p)
-    elapsed_N = elapsed_N + 1
-    return_N = return_N + reward_N
-    truncated = elapsed_N >= p.max_episode_steps  # as TimeLimit: can coincide with terminated
-    done = terminated | truncated
-    reset_N4 = acrobot_reset(reset_u_N4, p)
-    # Same-step autoreset without branching on tensor values: keep the fresh state where done.
-    state_N4 = torch.where(done[:, None], reset_N4, final_N4)
-    ended_return, ended_length = torch.where(done, return_N, 0.0), torch.where(done, elapsed_N, 0)
-    return (
-        state_N4, acrobot_obs(state_N4), torch.where(done, 0, elapsed_N),
-        torch.where(done, 0.0, return_N), reward_N, acrobot_obs(final_N4), terminated,
-        truncated, done, ended_return, ended_length,
+    return batched.autoreset(
+        final_N4, acrobot_reset(reset_u_N4, p), terminated, reward_N, elapsed_N, return_N,
+        p.max_episode_steps, obs=acrobot_obs,
     )
 
 
@@ -150,8 +139,7 @@ class AcrobotVectorEnv(VectorEnv):
     `torch.Generator`. `info` always holds `episode` (`r`, `l`) and the mask `_episode`.
     """
 
-    metadata = {"autoreset_mode": AutoresetMode.SAME_STEP, "render_modes": ["rgb_array"],
-                "render_fps": 15}
+    metadata = {**batched.METADATA, "render_fps": 15}
 
     def __init__(
         self,
@@ -163,58 +151,29 @@ class AcrobotVectorEnv(VectorEnv):
         params: AcrobotParams = AcrobotParams(),
         compile: bool = False,
     ):
-        self.num_envs, self.device, self.dtype = num_envs, torch.device(device), dtype
-        self.params, self.render_mode = params, render_mode
-        np_dtype = np.float64 if dtype == torch.float64 else np.float32
+        np_dtype = batched.np_dtype(dtype)
         high = np.array([1.0, 1.0, 1.0, 1.0, params.max_vel_1, params.max_vel_2], dtype=np_dtype)
-        self.single_observation_space = gym.spaces.Box(-high, high, dtype=np_dtype)
-        self.single_action_space = gym.spaces.Discrete(len(params.avail_torque))
-        self.observation_space = batch_space(self.single_observation_space, num_envs)
-        self.action_space = batch_space(self.single_action_space, num_envs)
-        self.generator = torch.Generator(device=self.device)
-        self.state = torch.zeros(num_envs, 4, dtype=dtype, device=self.device)
-        self.elapsed = torch.zeros(num_envs, dtype=torch.int64, device=self.device)
-        self.episode_return = torch.zeros(num_envs, dtype=dtype, device=self.device)
-        self._renderer = None
-        self._transition = (
-            torch.compile(acrobot_transition, dynamic=False) if compile else acrobot_transition
+        batched.setup(
+            self, num_envs=num_envs, device=device, dtype=dtype, params=params,
+            render_mode=render_mode,
+            observation_space=gym.spaces.Box(-high, high, dtype=np_dtype),
+            action_space=gym.spaces.Discrete(len(params.avail_torque)), state_dim=4,
+            uniform_shape=(4,), transition=acrobot_transition, reset=acrobot_reset,
+            obs=acrobot_obs, compile=compile,
         )
-
-    def _uniform(self) -> torch.Tensor:
-        return torch.rand(self.num_envs, 4, generator=self.generator, device=self.device,
-                          dtype=self.dtype)
 
     def reset(self, *, seed: int | None = None, options: dict | None = None):
-        if seed is not None:
-            self.generator.manual_seed(seed)
-        self.state = acrobot_reset(self._uniform(), self.params)
-        self.elapsed = torch.zeros_like(self.elapsed)
-        self.episode_return = torch.zeros_like(self.episode_return)
-        return acrobot_obs(self.state), {}
+        return batched.reset(self, seed)
 
     def step(self, actions: torch.Tensor):
-        (self.state, obs, self.elapsed, self.episode_return, reward, final_obs, terminated,
-         truncated, done, ended_return, ended_length) = self._transition(
-            self.state, self.elapsed, self.episode_return,
-            torch.as_tensor(actions, device=self.device).reshape(self.num_envs), self._uniform(),
-            self.params,
-        )
-        info: dict[str, Any] = {
-            "final_obs": final_obs,
-            "episode": {"r": ended_return, "l": ended_length},
-            "_episode": done,
-        }
-        return obs, reward, terminated, truncated, info
+        action_N = torch.as_tensor(actions, device=self.device).reshape(self.num_envs)
+        return batched.step(self, action_N)
 
     def render(self):
         """Env 0 as an RGB frame, drawn by Gymnasium's own Acrobot renderer."""
-        if self._renderer is None:
-            from gymnasium.envs.classic_control.acrobot import AcrobotEnv
+        from gymnasium.envs.classic_control.acrobot import AcrobotEnv
 
-            self._renderer = AcrobotEnv(render_mode="rgb_array")
-        self._renderer.state = self.state[0].double().cpu().numpy()  # sync: rendering only
-        return (self._renderer.render(),)
+        return batched.render(self, lambda: AcrobotEnv(render_mode="rgb_array"))
 
     def close(self, **kwargs):
-        if self._renderer is not None:
-            self._renderer.close()
+        batched.close(self)

@@ -4,13 +4,12 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Any
-
 import gymnasium as gym
 import numpy as np
 import torch
-from gymnasium.vector import AutoresetMode, VectorEnv
-from gymnasium.vector.utils import batch_space
+from gymnasium.vector import VectorEnv
+
+from envs import batched
 
 
 @dataclass(frozen=True)
@@ -65,22 +64,19 @@ def cartpole_step(
     return next_N4, terminated
 
 
+def cartpole_reset(u_N4: torch.Tensor, p: CartPoleParams) -> torch.Tensor:
+    """Fresh states from uniforms on [0, 1): Gymnasium's uniform(-0.05, 0.05, size=4)."""
+    return u_N4 * (2 * p.reset_bound) - p.reset_bound
+
+
 def cartpole_transition(state_N4, elapsed_N, return_N, action_N, reset_u_N4, p: CartPoleParams):
     """A whole vector step with same-step autoreset, as one pure function (one fused kernel
-    under torch.compile): returns (state, elapsed, episode return, final obs, terminated,
-    truncated, done, return and length of the episodes that ended)."""
+    under torch.compile)."""
     final_N4, terminated = cartpole_step(state_N4, action_N, p)
-    elapsed_N = elapsed_N + 1
-    return_N = return_N + 1.0  # CartPole-v1 pays 1 per step, the terminating one included
-    truncated = elapsed_N >= p.max_episode_steps  # as TimeLimit: can coincide with terminated
-    done = terminated | truncated
-    reset_N4 = reset_u_N4 * (2 * p.reset_bound) - p.reset_bound  # Gymnasium's reset range
-    # Same-step autoreset without branching on tensor values: keep the fresh state where done.
-    state_N4 = torch.where(done[:, None], reset_N4, final_N4)
-    ended_return, ended_length = torch.where(done, return_N, 0.0), torch.where(done, elapsed_N, 0)
-    return (
-        state_N4, torch.where(done, 0, elapsed_N), torch.where(done, 0.0, return_N), final_N4,
-        terminated, truncated, done, ended_return, ended_length,
+    reward_N = torch.ones_like(return_N)  # 1 per step, the terminating one included
+    return batched.autoreset(
+        final_N4, cartpole_reset(reset_u_N4, p), terminated, reward_N, elapsed_N, return_N,
+        p.max_episode_steps,
     )
 
 
@@ -94,8 +90,7 @@ class CartPoleVectorEnv(VectorEnv):
     always holds `episode` (`r`, `l`) and the mask `_episode`, so no step needs a host sync.
     """
 
-    metadata = {"autoreset_mode": AutoresetMode.SAME_STEP, "render_modes": ["rgb_array"],
-                "render_fps": 50}
+    metadata = {**batched.METADATA, "render_fps": 50}
 
     def __init__(
         self,
@@ -107,69 +102,29 @@ class CartPoleVectorEnv(VectorEnv):
         params: CartPoleParams = CartPoleParams(),
         compile: bool = False,
     ):
-        self.num_envs, self.device, self.dtype = num_envs, torch.device(device), dtype
-        self.params, self.render_mode = params, render_mode
         high = np.array(
             [params.x_threshold * 2, np.inf, params.theta_threshold * 2, np.inf], dtype=np.float32
         )
-        np_dtype = np.float64 if dtype == torch.float64 else np.float32
-        self.single_observation_space = gym.spaces.Box(-high, high, dtype=np_dtype)
-        self.single_action_space = gym.spaces.Discrete(2)
-        self.observation_space = batch_space(self.single_observation_space, num_envs)
-        self.action_space = batch_space(self.single_action_space, num_envs)
-        self.generator = torch.Generator(device=self.device)
-        self.state = torch.zeros(num_envs, 4, dtype=dtype, device=self.device)
-        self.elapsed = torch.zeros(num_envs, dtype=torch.int64, device=self.device)
-        self.episode_return = torch.zeros(num_envs, dtype=torch.float32, device=self.device)
-        self._renderer = None
-        # torch.compile fuses the step into one kernel: ~4x faster for small N on CPU, after a
-        # one-time compile of ~20 s (needs a C++ compiler on CPU). Off by default.
-        self._transition = (
-            torch.compile(cartpole_transition, dynamic=False) if compile else cartpole_transition
+        batched.setup(
+            self, num_envs=num_envs, device=device, dtype=dtype, params=params,
+            render_mode=render_mode,
+            observation_space=gym.spaces.Box(-high, high, dtype=batched.np_dtype(dtype)),
+            action_space=gym.spaces.Discrete(2), state_dim=4, uniform_shape=(4,),
+            transition=cartpole_transition, reset=cartpole_reset, return_dtype=torch.float32,
+            compile=compile,
         )
-        self._reward = torch.ones(num_envs, dtype=torch.float32, device=self.device)
-
-    def _reset_states(self) -> torch.Tensor:
-        b = self.params.reset_bound
-        u = torch.rand(self.num_envs, 4, generator=self.generator, device=self.device,
-                       dtype=self.dtype)
-        return u * (2 * b) - b  # uniform on [-b, b), Gymnasium's reset range
 
     def reset(self, *, seed: int | None = None, options: dict | None = None):
-        if seed is not None:
-            self.generator.manual_seed(seed)
-        self.state = self._reset_states()
-        self.elapsed = torch.zeros_like(self.elapsed)
-        self.episode_return = torch.zeros_like(self.episode_return)
-        return self.state, {}
+        return batched.reset(self, seed)
 
     def step(self, actions: torch.Tensor):
-        reset_u = torch.rand(
-            self.num_envs, 4, generator=self.generator, device=self.device, dtype=self.dtype
-        )
-        (self.state, self.elapsed, self.episode_return, final_obs, terminated, truncated, done,
-         ended_return, ended_length) = self._transition(
-            self.state, self.elapsed, self.episode_return,
-            torch.as_tensor(actions, device=self.device), reset_u, self.params,
-        )
-        info: dict[str, Any] = {
-            "final_obs": final_obs,
-            "episode": {"r": ended_return, "l": ended_length},
-            "_episode": done,
-        }
-        # The state is replaced, never written in place, so handing it out needs no copy; the
-        # reward is the same constant tensor every step (treat it as read-only).
-        return self.state, self._reward, terminated, truncated, info
+        return batched.step(self, torch.as_tensor(actions, device=self.device))
 
     def render(self):
         """Env 0 as an RGB frame, drawn by Gymnasium's own CartPole renderer."""
-        if self._renderer is None:
-            from gymnasium.envs.classic_control.cartpole import CartPoleEnv
+        from gymnasium.envs.classic_control.cartpole import CartPoleEnv
 
-            self._renderer = CartPoleEnv(render_mode="rgb_array")
-        self._renderer.state = self.state[0].double().cpu().numpy()  # sync: rendering only
-        return (self._renderer.render(),)
+        return batched.render(self, lambda: CartPoleEnv(render_mode="rgb_array"))
 
     def close(self, **kwargs):
-        if self._renderer is not None:
-            self._renderer.close()
+        batched.close(self)

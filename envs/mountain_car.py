@@ -4,13 +4,12 @@ N envs per tensor op, any device."""
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
-
 import gymnasium as gym
 import numpy as np
 import torch
-from gymnasium.vector import AutoresetMode, VectorEnv
-from gymnasium.vector.utils import batch_space
+from gymnasium.vector import VectorEnv
+
+from envs import batched
 
 
 @dataclass(frozen=True)
@@ -93,56 +92,35 @@ def continuous_mountain_car_step(
     return next_N2, reward_N, terminated_N
 
 
-def _reset_states(reset_u_N, p):
+def mountain_car_reset(reset_u_N, p):
     """Gymnasium's reset: position uniform on [reset_low, reset_high), velocity 0."""
     position_N = reset_u_N * (p.reset_high - p.reset_low) + p.reset_low
     return torch.stack((position_N, torch.zeros_like(position_N)), dim=-1)
 
 
-def _autoreset(final_N2, terminated, elapsed_N, return_N, reward_N, reset_u_N, p):
-    """Time limit, episode stats and same-step autoreset, shared by both transitions."""
-    elapsed_N = elapsed_N + 1
-    return_N = return_N + reward_N
-    truncated = elapsed_N >= p.max_episode_steps  # as TimeLimit: can coincide with terminated
-    done = terminated | truncated
-    # Same-step autoreset without branching on tensor values: keep the fresh state where done.
-    state_N2 = torch.where(done[:, None], _reset_states(reset_u_N, p), final_N2)
-    ended_return, ended_length = torch.where(done, return_N, 0.0), torch.where(done, elapsed_N, 0)
-    return (
-        state_N2, torch.where(done, 0, elapsed_N), torch.where(done, 0.0, return_N), final_N2,
-        terminated, truncated, done, ended_return, ended_length,
+def mountain_car_transition(state_N2, elapsed_N, return_N, action_N, reset_u_N, p):
+    """A whole MountainCar vector step with same-step autoreset, as one pure function."""
+    final_N2, terminated = mountain_car_step(state_N2, action_N, p)
+    reward_N = torch.full_like(return_N, -1.0)  # -1 every step, the terminating one included
+    return batched.autoreset(
+        final_N2, mountain_car_reset(reset_u_N, p), terminated, reward_N, elapsed_N, return_N,
+        p.max_episode_steps,
     )
 
 
-def mountain_car_transition(state_N2, elapsed_N, return_N, action_N, reset_u_N, p, reward_N):
-    """A whole MountainCar vector step with same-step autoreset, as one pure function: returns
-    (state, elapsed, episode return, final obs, terminated, truncated, done, return and length
-    of the episodes that ended). `reward_N` is the constant -1 batch."""
-    final_N2, terminated = mountain_car_step(state_N2, action_N, p)
-    return _autoreset(final_N2, terminated, elapsed_N, return_N, reward_N, reset_u_N, p)
-
-
 def continuous_mountain_car_transition(state_N2, elapsed_N, return_N, action_N1, reset_u_N, p):
-    """A whole MountainCarContinuous vector step with same-step autoreset, as one pure function:
-    returns the reward, then the same tuple as `mountain_car_transition`."""
+    """A whole MountainCarContinuous vector step with same-step autoreset, as one pure function."""
     final_N2, reward_N, terminated = continuous_mountain_car_step(state_N2, action_N1, p)
-    return (reward_N, *_autoreset(final_N2, terminated, elapsed_N, return_N, reward_N,
-                                  reset_u_N, p))
+    return batched.autoreset(
+        final_N2, mountain_car_reset(reset_u_N, p), terminated, reward_N, elapsed_N, return_N,
+        p.max_episode_steps,
+    )
 
 
 def _observation_space(p, dtype):
-    np_dtype = np.float64 if dtype == torch.float64 else np.float32
-    low = np.array([p.min_position, -p.max_speed], dtype=np_dtype)
-    high = np.array([p.max_position, p.max_speed], dtype=np_dtype)
-    return gym.spaces.Box(low, high, dtype=np_dtype)
-
-
-def _render(env, gym_cls):
-    """Env 0 as an RGB frame, drawn by Gymnasium's own renderer for `gym_cls`."""
-    if env._renderer is None:
-        env._renderer = gym_cls(render_mode="rgb_array")
-    env._renderer.state = env.state[0].double().cpu().numpy()  # sync: rendering only
-    return (env._renderer.render(),)
+    low = np.array([p.min_position, -p.max_speed], dtype=batched.np_dtype(dtype))
+    high = np.array([p.max_position, p.max_speed], dtype=batched.np_dtype(dtype))
+    return gym.spaces.Box(low, high, dtype=batched.np_dtype(dtype))
 
 
 class MountainCarVectorEnv(VectorEnv):
@@ -156,8 +134,7 @@ class MountainCarVectorEnv(VectorEnv):
     Rewards and returns are float32 (-1 is exact in any dtype).
     """
 
-    metadata = {"autoreset_mode": AutoresetMode.SAME_STEP, "render_modes": ["rgb_array"],
-                "render_fps": 30}
+    metadata = {**batched.METADATA, "render_fps": 30}
 
     def __init__(
         self,
@@ -169,61 +146,28 @@ class MountainCarVectorEnv(VectorEnv):
         params: MountainCarParams = MountainCarParams(),
         compile: bool = False,
     ):
-        self.num_envs, self.device, self.dtype = num_envs, torch.device(device), dtype
-        self.params, self.render_mode = params, render_mode
-        self.single_observation_space = _observation_space(params, dtype)
-        self.single_action_space = gym.spaces.Discrete(3)
-        self.observation_space = batch_space(self.single_observation_space, num_envs)
-        self.action_space = batch_space(self.single_action_space, num_envs)
-        self.generator = torch.Generator(device=self.device)
-        self.state = torch.zeros(num_envs, 2, dtype=dtype, device=self.device)
-        self.elapsed = torch.zeros(num_envs, dtype=torch.int64, device=self.device)
-        self.episode_return = torch.zeros(num_envs, dtype=torch.float32, device=self.device)
-        self._renderer = None
-        # As CartPole: one fused kernel after a one-time compile (needs a C++ compiler on CPU).
-        self._transition = (
-            torch.compile(mountain_car_transition, dynamic=False) if compile
-            else mountain_car_transition
+        batched.setup(
+            self, num_envs=num_envs, device=device, dtype=dtype, params=params,
+            render_mode=render_mode, observation_space=_observation_space(params, dtype),
+            action_space=gym.spaces.Discrete(3), state_dim=2, uniform_shape=(),
+            transition=mountain_car_transition, reset=mountain_car_reset,
+            return_dtype=torch.float32, compile=compile,
         )
-        self._reward = torch.full((num_envs,), -1.0, dtype=torch.float32, device=self.device)
-
-    def _uniform(self) -> torch.Tensor:
-        return torch.rand(self.num_envs, generator=self.generator, device=self.device,
-                          dtype=self.dtype)
 
     def reset(self, *, seed: int | None = None, options: dict | None = None):
-        if seed is not None:
-            self.generator.manual_seed(seed)
-        self.state = _reset_states(self._uniform(), self.params)
-        self.elapsed = torch.zeros_like(self.elapsed)
-        self.episode_return = torch.zeros_like(self.episode_return)
-        return self.state, {}
+        return batched.reset(self, seed)
 
     def step(self, actions: torch.Tensor):
-        reset_u = self._uniform()
-        (self.state, self.elapsed, self.episode_return, final_obs, terminated, truncated, done,
-         ended_return, ended_length) = self._transition(
-            self.state, self.elapsed, self.episode_return,
-            torch.as_tensor(actions, device=self.device), reset_u, self.params, self._reward,
-        )
-        info: dict[str, Any] = {
-            "final_obs": final_obs,
-            "episode": {"r": ended_return, "l": ended_length},
-            "_episode": done,
-        }
-        # The state is replaced, never written in place, so handing it out needs no copy; the
-        # reward is the same constant tensor every step (treat it as read-only).
-        return self.state, self._reward, terminated, truncated, info
+        return batched.step(self, torch.as_tensor(actions, device=self.device))
 
     def render(self):
         """Env 0 as an RGB frame, drawn by Gymnasium's own MountainCar renderer."""
         from gymnasium.envs.classic_control.mountain_car import MountainCarEnv
 
-        return _render(self, MountainCarEnv)
+        return batched.render(self, lambda: MountainCarEnv(render_mode="rgb_array"))
 
     def close(self, **kwargs):
-        if self._renderer is not None:
-            self._renderer.close()
+        batched.close(self)
 
 
 class ContinuousMountainCarVectorEnv(VectorEnv):
@@ -234,8 +178,7 @@ class ContinuousMountainCarVectorEnv(VectorEnv):
     env's dtype (100 on reaching the goal minus 0.1·a² every step).
     """
 
-    metadata = {"autoreset_mode": AutoresetMode.SAME_STEP, "render_modes": ["rgb_array"],
-                "render_fps": 30}
+    metadata = {**batched.METADATA, "render_fps": 30}
 
     def __init__(
         self,
@@ -247,50 +190,23 @@ class ContinuousMountainCarVectorEnv(VectorEnv):
         params: ContinuousMountainCarParams = ContinuousMountainCarParams(),
         compile: bool = False,
     ):
-        self.num_envs, self.device, self.dtype = num_envs, torch.device(device), dtype
-        self.params, self.render_mode = params, render_mode
-        self.single_observation_space = _observation_space(params, dtype)
-        np_dtype = np.float64 if dtype == torch.float64 else np.float32
-        self.single_action_space = gym.spaces.Box(
-            params.min_action, params.max_action, shape=(1,), dtype=np_dtype
+        action_space = gym.spaces.Box(
+            params.min_action, params.max_action, shape=(1,), dtype=batched.np_dtype(dtype)
         )
-        self.observation_space = batch_space(self.single_observation_space, num_envs)
-        self.action_space = batch_space(self.single_action_space, num_envs)
-        self.generator = torch.Generator(device=self.device)
-        self.state = torch.zeros(num_envs, 2, dtype=dtype, device=self.device)
-        self.elapsed = torch.zeros(num_envs, dtype=torch.int64, device=self.device)
-        self.episode_return = torch.zeros(num_envs, dtype=dtype, device=self.device)
-        self._renderer = None
-        self._transition = (
-            torch.compile(continuous_mountain_car_transition, dynamic=False) if compile
-            else continuous_mountain_car_transition
+        batched.setup(
+            self, num_envs=num_envs, device=device, dtype=dtype, params=params,
+            render_mode=render_mode, observation_space=_observation_space(params, dtype),
+            action_space=action_space, state_dim=2, uniform_shape=(),
+            transition=continuous_mountain_car_transition, reset=mountain_car_reset,
+            compile=compile,
         )
-
-    def _uniform(self) -> torch.Tensor:
-        return torch.rand(self.num_envs, generator=self.generator, device=self.device,
-                          dtype=self.dtype)
 
     def reset(self, *, seed: int | None = None, options: dict | None = None):
-        if seed is not None:
-            self.generator.manual_seed(seed)
-        self.state = _reset_states(self._uniform(), self.params)
-        self.elapsed = torch.zeros_like(self.elapsed)
-        self.episode_return = torch.zeros_like(self.episode_return)
-        return self.state, {}
+        return batched.reset(self, seed)
 
     def step(self, actions: torch.Tensor):
-        reset_u = self._uniform()
         actions_N1 = torch.as_tensor(actions, device=self.device).reshape(self.num_envs, 1)
-        (reward, self.state, self.elapsed, self.episode_return, final_obs, terminated, truncated,
-         done, ended_return, ended_length) = self._transition(
-            self.state, self.elapsed, self.episode_return, actions_N1, reset_u, self.params,
-        )
-        info: dict[str, Any] = {
-            "final_obs": final_obs,
-            "episode": {"r": ended_return, "l": ended_length},
-            "_episode": done,
-        }
-        return self.state, reward, terminated, truncated, info
+        return batched.step(self, actions_N1)
 
     def render(self):
         """Env 0 as an RGB frame, drawn by Gymnasium's own MountainCarContinuous renderer."""
@@ -298,8 +214,7 @@ class ContinuousMountainCarVectorEnv(VectorEnv):
             Continuous_MountainCarEnv,
         )
 
-        return _render(self, Continuous_MountainCarEnv)
+        return batched.render(self, lambda: Continuous_MountainCarEnv(render_mode="rgb_array"))
 
     def close(self, **kwargs):
-        if self._renderer is not None:
-            self._renderer.close()
+        batched.close(self)

@@ -4,13 +4,12 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Any
-
 import gymnasium as gym
 import numpy as np
 import torch
-from gymnasium.vector import AutoresetMode, VectorEnv
-from gymnasium.vector.utils import batch_space
+from gymnasium.vector import VectorEnv
+
+from envs import batched
 
 
 @dataclass(frozen=True)
@@ -71,22 +70,12 @@ def pendulum_reset(u_N2: torch.Tensor, p: PendulumParams) -> torch.Tensor:
 
 def pendulum_transition(state_N2, elapsed_N, return_N, action_N, reset_u_N2, p: PendulumParams):
     """A whole vector step with same-step autoreset, as one pure function (one fused kernel
-    under torch.compile): returns (state, obs, elapsed, episode return, reward, final obs,
-    terminated, truncated, done, return and length of the episodes that ended)."""
+    under torch.compile)."""
     final_N2, reward_N = pendulum_step(state_N2, action_N, p)
-    elapsed_N = elapsed_N + 1
-    return_N = return_N + reward_N
-    terminated = torch.zeros_like(elapsed_N, dtype=torch.bool)  # Pendulum never terminates
-    truncated = elapsed_N >= p.max_episode_steps  # as TimeLimit
-    done = terminated | truncated
-    reset_N2 = pendulum_reset(reset_u_N2, p)
-    # Same-step autoreset without branching on tensor values: keep the fresh state where done.
-    state_N2 = torch.where(done[:, None], reset_N2, final_N2)
-    ended_return, ended_length = torch.where(done, return_N, 0.0), torch.where(done, elapsed_N, 0)
-    return (
-        state_N2, pendulum_obs(state_N2), torch.where(done, 0, elapsed_N),
-        torch.where(done, 0.0, return_N), reward_N, pendulum_obs(final_N2), terminated,
-        truncated, done, ended_return, ended_length,
+    never = torch.zeros_like(elapsed_N, dtype=torch.bool)  # Pendulum never terminates
+    return batched.autoreset(
+        final_N2, pendulum_reset(reset_u_N2, p), never, reward_N, elapsed_N, return_N,
+        p.max_episode_steps, obs=pendulum_obs,
     )
 
 
@@ -101,8 +90,7 @@ class PendulumVectorEnv(VectorEnv):
     (`r`, `l`) and the mask `_episode`, so no step needs a host sync.
     """
 
-    metadata = {"autoreset_mode": AutoresetMode.SAME_STEP, "render_modes": ["rgb_array"],
-                "render_fps": 30}
+    metadata = {**batched.METADATA, "render_fps": 30}
 
     def __init__(
         self,
@@ -114,66 +102,40 @@ class PendulumVectorEnv(VectorEnv):
         params: PendulumParams = PendulumParams(),
         compile: bool = False,
     ):
-        self.num_envs, self.device, self.dtype = num_envs, torch.device(device), dtype
-        self.params, self.render_mode = params, render_mode
-        np_dtype = np.float64 if dtype == torch.float64 else np.float32
+        np_dtype = batched.np_dtype(dtype)
         high = np.array([1.0, 1.0, params.max_speed], dtype=np_dtype)
-        self.single_observation_space = gym.spaces.Box(-high, high, dtype=np_dtype)
-        self.single_action_space = gym.spaces.Box(
-            -params.max_torque, params.max_torque, shape=(1,), dtype=np_dtype
+        batched.setup(
+            self, num_envs=num_envs, device=device, dtype=dtype, params=params,
+            render_mode=render_mode,
+            observation_space=gym.spaces.Box(-high, high, dtype=np_dtype),
+            action_space=gym.spaces.Box(
+                -params.max_torque, params.max_torque, shape=(1,), dtype=np_dtype
+            ),
+            state_dim=2, uniform_shape=(2,), transition=pendulum_transition,
+            reset=pendulum_reset, obs=pendulum_obs, compile=compile,
         )
-        self.observation_space = batch_space(self.single_observation_space, num_envs)
-        self.action_space = batch_space(self.single_action_space, num_envs)
-        self.generator = torch.Generator(device=self.device)
-        self.state = torch.zeros(num_envs, 2, dtype=dtype, device=self.device)
-        self.elapsed = torch.zeros(num_envs, dtype=torch.int64, device=self.device)
-        self.episode_return = torch.zeros(num_envs, dtype=dtype, device=self.device)
         self._last_u = None  # env 0's torque arrow, for rendering
-        self._renderer = None
-        self._transition = (
-            torch.compile(pendulum_transition, dynamic=False) if compile else pendulum_transition
-        )
-
-    def _uniform(self) -> torch.Tensor:
-        return torch.rand(self.num_envs, 2, generator=self.generator, device=self.device,
-                          dtype=self.dtype)
 
     def reset(self, *, seed: int | None = None, options: dict | None = None):
-        if seed is not None:
-            self.generator.manual_seed(seed)
-        self.state = pendulum_reset(self._uniform(), self.params)
-        self.elapsed = torch.zeros_like(self.elapsed)
-        self.episode_return = torch.zeros_like(self.episode_return)
         self._last_u = None
-        return pendulum_obs(self.state), {}
+        return batched.reset(self, seed)
 
     def step(self, actions: torch.Tensor):
         action_N = torch.as_tensor(actions, device=self.device).reshape(self.num_envs)
-        (self.state, obs, self.elapsed, self.episode_return, reward, final_obs, terminated,
-         truncated, done, ended_return, ended_length) = self._transition(
-            self.state, self.elapsed, self.episode_return, action_N, self._uniform(), self.params,
-        )
         self._last_u = action_N
-        info: dict[str, Any] = {
-            "final_obs": final_obs,
-            "episode": {"r": ended_return, "l": ended_length},
-            "_episode": done,
-        }
-        return obs, reward, terminated, truncated, info
+        return batched.step(self, action_N)
 
     def render(self):
         """Env 0 as an RGB frame, drawn by Gymnasium's own Pendulum renderer."""
-        if self._renderer is None:
-            from gymnasium.envs.classic_control.pendulum import PendulumEnv
+        from gymnasium.envs.classic_control.pendulum import PendulumEnv
 
-            self._renderer = PendulumEnv(render_mode="rgb_array", g=self.params.g)
-        self._renderer.state = self.state[0].double().cpu().numpy()  # sync: rendering only
-        self._renderer.last_u = (
+        last_u = (
             None if self._last_u is None
             else float(self._last_u[0].clamp(-self.params.max_torque, self.params.max_torque))
         )
-        return (self._renderer.render(),)
+        return batched.render(
+            self, lambda: PendulumEnv(render_mode="rgb_array", g=self.params.g), last_u=last_u
+        )
 
     def close(self, **kwargs):
-        if self._renderer is not None:
-            self._renderer.close()
+        batched.close(self)
