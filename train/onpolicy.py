@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Callable
+
 import gymnasium as gym
 import torch
 
@@ -23,17 +25,23 @@ def build_pg(run: RunConfig, cfg: PGConfig, envs: gym.vector.VectorEnv, device) 
     return PGAgent(cfg, **sizes, device=device, seed=run.seed)
 
 
-def env_policy(agent: PGAgent, action_space: gym.Space, deterministic: bool = True):
-    """The agent's actions as the env takes them: Gaussian actions are clipped to the Box.
+def to_env_action(action_space: gym.Space, device) -> Callable[[torch.Tensor], torch.Tensor]:
+    """Actions as the env takes them: Gaussian actions clipped to the Box, others unchanged.
 
     We clip rather than squash with tanh: the stored (unclipped) action keeps its exact Gaussian
     log-probability, where tanh would need a change-of-variables correction; as SB3 and CleanRL.
     """
-    if isinstance(action_space, gym.spaces.Box):
-        low = torch.as_tensor(action_space.low, device=agent.device)
-        high = torch.as_tensor(action_space.high, device=agent.device)
-        return lambda obs: torch.clamp(agent.act(obs, deterministic), low, high)
-    return lambda obs: agent.act(obs, deterministic)
+    if not isinstance(action_space, gym.spaces.Box):
+        return lambda action: action
+    low = torch.as_tensor(action_space.low, device=device)
+    high = torch.as_tensor(action_space.high, device=device)
+    return lambda action: torch.clamp(action, low, high)
+
+
+def env_policy(agent: PGAgent, action_space: gym.Space, deterministic: bool = True):
+    """The agent's (by default deterministic) policy, its actions clipped as the env takes them."""
+    clip = to_env_action(action_space, agent.device)
+    return lambda obs: clip(agent.act(obs, deterministic))
 
 
 def train_pg(
@@ -67,9 +75,7 @@ def train_pg(
         "net_kwargs": agent.net_kwargs, "agent": agent.state_dict(),
         "reward_scaler": reward_scaler.state_dict() if reward_scaler is not None else None,
     }
-    to_env = env_policy(agent, space)
-    clip_low = torch.as_tensor(space.low, device=device) if continuous else None
-    clip_high = torch.as_tensor(space.high, device=device) if continuous else None
+    eval_policy, clip = env_policy(agent, space), to_env_action(space, device)
     counters, logger = session.counters, session.logger
 
     with session.signals() as signals:
@@ -80,8 +86,7 @@ def train_pg(
                     agent.set_learning_rate(cfg.learning_rate * max(frac, 0.0))
                 for t in range(T):
                     action, logprob, value = agent.explore(obs)
-                    env_action = action.clamp(clip_low, clip_high) if continuous else action
-                    next_obs, reward, terminated, truncated, info = envs.step(env_action)
+                    next_obs, reward, terminated, truncated, info = envs.step(clip(action))
                     if reward_scaler is not None:  # what the agent learns from; logs keep the env's
                         reward = reward_scaler(reward, terminated | truncated)
                     rollout.store(
@@ -113,7 +118,7 @@ def train_pg(
                     scalars = {f"losses/{k}": v for k, v in metrics.items()}
                     scalars["charts/learning_rate"] = agent.optimizer.param_groups[0]["lr"]
                     logger.log(counters["global_step"], scalars)
-                if session.after_step(to_env):
+                if session.after_step(eval_policy):
                     break
         except BaseException:
             session.close()

@@ -101,7 +101,7 @@ class Session:
         return obs
 
     def signals(self):
-        """Context manager: SIGINT/SIGTERM set `self.stop_requested` instead of killing us."""
+        """Context manager yielding the StopFlag that SIGINT/SIGTERM set instead of killing us."""
         return stop_on_signals()
 
     def should_stop(self, signals: StopFlag) -> bool:
