@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import copy
 from dataclasses import dataclass
-from typing import NamedTuple
+from typing import Literal, NamedTuple
 
 import torch
 from torch import nn
@@ -54,6 +54,8 @@ class PGConfig:
     """hidden layer sizes of the actor and the critic"""
     shared_trunk: bool = False
     """one trunk for actor and critic instead of two"""
+    activation: Literal["tanh", "relu"] = "tanh"
+    """hidden-layer activation (tanh as in PPO's paper; relu is cheaper on CPU)"""
     init_log_std: float = 0.0
     """initial log-std of the Gaussian policy (continuous actions)"""
     norm_obs: bool = False
@@ -159,7 +161,8 @@ class PGAgent:
         self.net_kwargs = {
             "obs_dim": obs_dim, "action_dim": action_dim, "continuous": continuous,
             "discrete_obs": discrete_obs, "hidden": tuple(config.hidden),
-            "shared": config.shared_trunk, "init_log_std": config.init_log_std,
+            "shared": config.shared_trunk, "activation": config.activation,
+            "init_log_std": config.init_log_std,
             "norm_obs": config.norm_obs,
         }
         self.net = ActorCritic(**self.net_kwargs).to(self.device)

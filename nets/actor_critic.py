@@ -13,6 +13,7 @@ from nets.mlp import MLP, encode_obs
 from nets.normalize import RunningNorm
 
 LOG_2PI = math.log(2 * math.pi)
+ACTIVATIONS: dict[str, type[nn.Module]] = {"tanh": nn.Tanh, "relu": nn.ReLU}
 
 
 def orthogonal_init(module: nn.Module, gain: float = math.sqrt(2), bias: float = 0.0) -> nn.Module:
@@ -62,6 +63,7 @@ class ActorCritic(nn.Module):
         continuous: bool,
         hidden: Sequence[int] = (64, 64),
         shared: bool = False,
+        activation: str = "tanh",
         discrete_obs: bool = False,
         init_log_std: float = 0.0,
         norm_obs: bool = False,
@@ -71,10 +73,11 @@ class ActorCritic(nn.Module):
             raise ValueError("hidden must name at least one layer size")
         self.obs_dim, self.action_dim = obs_dim, action_dim
         self.continuous, self.shared, self.discrete_obs = continuous, shared, discrete_obs
-        self.actor_trunk = nn.Sequential(MLP(obs_dim, hidden[-1], hidden[:-1], act=nn.Tanh), nn.Tanh())
+        act = ACTIVATIONS[activation]
+        self.actor_trunk = nn.Sequential(MLP(obs_dim, hidden[-1], hidden[:-1], act=act), act())
         self.critic_trunk = (
             self.actor_trunk if shared
-            else nn.Sequential(MLP(obs_dim, hidden[-1], hidden[:-1], act=nn.Tanh), nn.Tanh())
+            else nn.Sequential(MLP(obs_dim, hidden[-1], hidden[:-1], act=act), act())
         )
         self.policy_head = nn.Linear(hidden[-1], action_dim)
         self.value_head = nn.Linear(hidden[-1], 1)

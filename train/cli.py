@@ -34,7 +34,7 @@ COMMANDS = {
 # Settings a resumed run must keep: the env state, network and buffer are built from them.
 FIXED_ON_RESUME = {
     "env", "num_envs", "vectorization", "seed", "hidden", "dueling", "buffer_size",
-    "shared_trunk", "num_steps",
+    "shared_trunk", "num_steps", "activation",
 }
 
 

@@ -299,3 +299,11 @@ def test_evaluate_actions_on_a_discrete_policy():
     torch.testing.assert_close(value_B, net.value(obs_BO))
     assert logprob_B.shape == entropy_B.shape == value_B.shape == (9,)
     assert len(entropy_B.unique()) > 1  # state-dependent, unlike the Gaussian's
+
+
+@pytest.mark.parametrize("activation, expected", [("tanh", torch.tanh), ("relu", torch.relu)])
+def test_hidden_activation_is_the_one_asked_for(activation, expected):
+    net = ActorCritic(obs_dim=4, action_dim=2, continuous=False, hidden=(5,), activation=activation)
+    obs_BO = box_obs(4)
+    first = net.actor_trunk[0][0]  # the trunk's only Linear, before its activation
+    torch.testing.assert_close(net.actor_trunk(obs_BO), expected(first(obs_BO)))

@@ -1,0 +1,44 @@
+"""The benchmark's arithmetic: when a run first reaches 475, when it reaches it for good, and the
+per-seed verdict against SB3 (the runs themselves are benchmarks, not tests)."""
+
+from train.bench import RunSummary, summarize, table, verdicts
+from train.offpolicy import EvalPoint
+
+
+def curve(*returns: float) -> list[EvalPoint]:
+    """Evaluations every 1,000 steps, one second of training apart."""
+    return [EvalPoint(1000 * (i + 1), float(i + 1), r) for i, r in enumerate(returns)]
+
+
+def test_summarize_separates_first_reach_from_reaching_for_good():
+    s = summarize(curve(100, 480, 300, 500, 475, 500))
+    assert (s.reach_steps, s.reach_seconds) == (2000, 2.0)
+    assert (s.stay_steps, s.stay_seconds) == (4000, 4.0)  # the dip at 3,000 resets it
+    assert (s.final_return, s.train_seconds) == (500, 6.0)
+
+
+def test_summarize_never_and_ending_below():
+    never = summarize(curve(10, 20, 30))
+    assert never.reach_steps is None and never.stay_steps is None
+    dropped = summarize(curve(500, 500, 400))  # solved early, but the run ends below 475
+    assert dropped.reach_steps == 1000 and dropped.stay_steps is None
+
+
+def test_verdict_needs_a_third_of_sb3s_time_on_every_seed():
+    ours = {1: RunSummary(1000, 1.0, 2000, 2.0, 500, 9.0), 2: RunSummary(1000, 1.0, 3000, 3.0, 500, 9.0)}
+    sb3 = {1: RunSummary(1000, 3.0, 9000, 9.0, 500, 20.0), 2: RunSummary(1000, 2.9, None, None, 400, 20.0)}
+    stay, reach, solved = verdicts((1, 2), ours, sb3)
+    # Seed 2's SB3 never stays: its whole run (20 s) bounds its time from below, 3 x 3 s <= 20 s.
+    assert stay.endswith("PASS")
+    assert reach.endswith("FAIL")  # seed 2: 3 x 1.0 s > 2.9 s
+    assert solved.endswith("PASS")
+    text = table((1, 2), ours, sb3)
+    assert ">6.67" in text  # seed 2's stay ratio is a lower bound: 20 s / 3 s
+
+
+def test_table_median_row():
+    runs = {s: summarize(curve(*r)) for s, r in
+            {1: (500, 500), 2: (100, 500), 3: (100, 100)}.items()}
+    median_row = table((1, 2, 3), runs, None).splitlines()[5]
+    # reach: 1000, 2000, never -> 2000; stay: 1000, 2000, never -> 2000
+    assert median_row.split() == ["median", "2000/2.0s", "2000/2.0s", "500.0"]
