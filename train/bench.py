@@ -90,32 +90,37 @@ class RunSummary(NamedTuple):
     train_seconds: float  # training seconds of the whole run (evaluation excluded)
 
 
-def summarize(evals: list[EvalPoint]) -> RunSummary:
+def summarize(evals: list[EvalPoint], target: float = SOLVED) -> RunSummary:
     """Reduce a run's evaluation curve to the table's numbers."""
-    first = next((i for i, e in enumerate(evals) if e.mean_return >= SOLVED), None)
+    first = next((i for i, e in enumerate(evals) if e.mean_return >= target), None)
     last = evals[-1]
     if first is None:
         return RunSummary(None, None, None, last.mean_return, last.train_seconds)
     solved = evals[first]
-    stays = all(e.mean_return >= SOLVED for e in evals[first:])
+    stays = all(e.mean_return >= target for e in evals[first:])
     return RunSummary(
         solved.global_step, solved.train_seconds, stays, last.mean_return, last.train_seconds
     )
 
 
 def run_ours(bench: Benchmark, opts: CartPoleBench, seed: int) -> list[EvalPoint]:
-    """Our loop with its CartPole-v1 preset for the whole budget; its run folder is thrown away."""
-    config_cls, train = ALGOS[bench.algo]
+    """Our loop with its CartPole-v1 preset for the whole budget."""
     env_id = "rlplay/CartPole-v1" if opts.torch_env else ENV_ID
-    (run, cfg), _ = apply_preset(bench.algo, env_id, RunConfig(env=env_id), config_cls())
+    return run_preset(bench.algo, env_id, seed=seed, total_steps=opts.total_steps,
+                      eval_every=opts.eval_every, device=opts.device)
+
+
+def run_preset(algo: str, env_id: str, **run_settings) -> list[EvalPoint]:
+    """One run of our loop with its preset for `env_id`, `run_settings` on top, for the whole
+    budget (no target-return stop); its run folder is thrown away."""
+    config_cls, train = ALGOS[algo]
+    (run, cfg), _ = apply_preset(algo, env_id, RunConfig(env=env_id), config_cls())
     with tempfile.TemporaryDirectory(prefix="rlplay-bench-") as runs_dir:
         run = dataclasses.replace(
-            run, seed=seed, total_steps=opts.total_steps, eval_every=opts.eval_every,
-            device=opts.device, target_return=None, progress=False, runs_dir=runs_dir,
-            threads=1,
+            run, target_return=None, progress=False, runs_dir=runs_dir, threads=1,
             # Checkpoints outside evaluations would count as training time; the loop still
             # writes best/latest at each evaluation, outside the clock.
-            checkpoint_every=0,
+            checkpoint_every=0, **run_settings,
         )
         result = train(run, cfg)
     if result.stopped_by != "total_steps":  # Ctrl-C/SIGTERM: the loop stopped early and saved
@@ -270,12 +275,12 @@ def versions_line(with_sb3: bool) -> str:
             f"stable-baselines3 {sb3_version}, torch threads {torch.get_num_threads()}")
 
 
-def describe(s: RunSummary) -> str:
+def describe(s: RunSummary, target: float = SOLVED) -> str:
     """One progress line for a finished run."""
     if s.steps_to_solve is None:
-        solved = f"never {SOLVED:.0f}"
+        solved = f"never {target:.0f}"
     else:
-        solved = (f"{SOLVED:.0f} at step {s.steps_to_solve} ({s.seconds_to_solve:.1f} s), "
+        solved = (f"{target:.0f} at step {s.steps_to_solve} ({s.seconds_to_solve:.1f} s), "
                   + ("stays there" if s.stays else "drops below later"))
     return f"{solved}, final eval {s.final_return:.1f}, {s.train_seconds:.1f} s training"
 
@@ -287,7 +292,7 @@ def _median(values: list[float | None]) -> float | None:
 
 
 def _ratio(sb3_s: RunSummary, ours_s: RunSummary) -> str:
-    """SB3 seconds / ours seconds to solve; '>x' bounds it when SB3 never solved."""
+    """SB3 (or other) seconds / ours seconds to solve; '>x' bounds it when SB3 never solved."""
     if ours_s.seconds_to_solve is None:
         return "n/a"
     if sb3_s.seconds_to_solve is None:  # SB3's time to solve exceeds its whole run
@@ -296,12 +301,14 @@ def _ratio(sb3_s: RunSummary, ours_s: RunSummary) -> str:
 
 
 def table(
-    seeds: tuple[int, ...], ours: dict[int, RunSummary], theirs: dict[int, RunSummary] | None
+    seeds: tuple[int, ...], ours: dict[int, RunSummary], theirs: dict[int, RunSummary] | None,
+    target: float = SOLVED, labels: tuple[str, str] = ("ours", "SB3"),
 ) -> str:
     """Rows per seed and a median row; columns per library, then SB3/ours seconds."""
-    cols = ["seed", "ours steps", "ours s", "ours stays", "ours final"]
+    a, b = labels
+    cols = ["seed", f"{a} steps", f"{a} s", f"{a} stays", f"{a} final"]
     if theirs is not None:
-        cols += ["SB3 steps", "SB3 s", "SB3 stays", "SB3 final", "SB3 s / ours s"]
+        cols += [f"{b} steps", f"{b} s", f"{b} stays", f"{b} final", f"{b} s / {a} s"]
     labels = [str(seed) for seed in seeds] + ["median"]
     ours_runs = [ours[seed] for seed in seeds]
     rows = [[label, *cells] for label, cells in zip(labels, _library_cells(ours_runs))]
@@ -314,8 +321,8 @@ def table(
     widths = [max(len(c), *(len(r[i]) for r in rows)) for i, c in enumerate(cols)]
     lines = [_join(cols, widths), _join(["-" * w for w in widths], widths)]
     lines += [_join(r, widths) for r in rows]
-    lines.append(f"steps, s: env steps and training seconds to the first eval >= {SOLVED:.0f}; "
-                 f"stays: every later eval also >= {SOLVED:.0f}; "
+    lines.append(f"steps, s: env steps and training seconds to the first eval >= {target:g}; "
+                 f"stays: every later eval also >= {target:g}; "
                  "final: the last eval's mean return; median row: per column, never ranks last "
                  "(stays: how many runs)")
     return "\n".join(lines)
@@ -395,10 +402,15 @@ def bench_command(argv: list[str]) -> int:
         lines = ["usage: rlplay bench NAME [OPTIONS]", "", "benchmarks:"]
         lines += [f"  {name:<14} {bench.summary}" for name, bench in BENCHMARKS.items()]
         lines += [f"  {'cartpole-envs':<14} env steps/s of rlplay/CartPole-v1 against Gymnasium's vector CartPole"]
+        lines += [f"  {'transfer':<14} RL from scratch against RL from a pretrained network (--init-from)"]
         lines += ["", "`rlplay bench NAME --help` lists its options."]
         print("\n".join(lines))
         return 0 if argv else 2
     name, rest = argv[0], argv[1:]
+    if name == "transfer":
+        from train.bench_transfer import transfer_command
+
+        return transfer_command(rest)
     if name == "cartpole-envs":
         from train.bench_envs import env_speed_command
 
