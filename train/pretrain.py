@@ -56,12 +56,12 @@ class PretrainConfig:
     """the agent whose network to pretrain, built as `rlplay train NET --env <dataset env>` builds it"""
     hidden: tuple[int, ...] | None = None
     """hidden layer sizes (default: the agent's preset for the env); train with the same"""
-    max_epochs: int = 100
+    max_epochs: int = 200
     """passes over the training split at most"""
-    patience: int = 5
+    patience: int = 20
     """stop after this many epochs without a lower validation loss; keep the best weights"""
-    batch_size: int = 256
-    """transitions per gradient step"""
+    batch_size: int = 64
+    """transitions per gradient step (small: a handful of episodes is only a few batches)"""
     learning_rate: float = 1e-3
     """Adam learning rate"""
     val_fraction: float = 0.2
