@@ -244,7 +244,7 @@ BAD_IN_PROCESS = {
     "existing_run": (["{tiny}", "--runs-dir", "{runs}", "--run-name", "tiny"],
                      r"run folder \S+/tiny already exists; .*--resume \S+/tiny$"),
     "unknown_algo": (None, r"unknown algorithm 'ppo2'; available: dqn"),
-    "unknown_command": (None, r"unknown command 'frobnicate'; commands: train, replay, bench"),
+    "unknown_command": (None, r"unknown command 'frobnicate'; commands: train, replay, collect, pretrain, bench"),
 }
 
 
