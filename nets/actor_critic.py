@@ -94,9 +94,13 @@ class ActorCritic(nn.Module):
         x = encode_obs(obs, self.obs_dim, self.discrete_obs)
         return self.obs_norm(x) if self.obs_norm is not None else x
 
+    def embed(self, obs: torch.Tensor) -> torch.Tensor:
+        """The actor trunk's features (B, H): what a pretrained representation transfers."""
+        return self.actor_trunk(self.features(obs))
+
     def policy_params(self, obs: torch.Tensor) -> torch.Tensor:
         """Logits (B, A) for discrete actions, Gaussian means (B, A) for continuous ones."""
-        return self.policy_head(self.actor_trunk(self.features(obs)))
+        return self.policy_head(self.embed(obs))
 
     def value(self, obs: torch.Tensor) -> torch.Tensor:
         """V(s): (B,)."""

@@ -101,8 +101,12 @@ class QNetwork(nn.Module):
         else:
             self.head = nn.Linear(hidden[-1], num_actions)
 
+    def embed(self, obs: torch.Tensor) -> torch.Tensor:
+        """The trunk's features (B, H): what a pretrained representation transfers."""
+        return self.trunk(encode_obs(obs, self.obs_dim, self.discrete_obs))
+
     def forward(self, obs: torch.Tensor) -> torch.Tensor:
-        h_BH = self.trunk(encode_obs(obs, self.obs_dim, self.discrete_obs))
+        h_BH = self.embed(obs)
         if not self.dueling:
             return self.head(h_BH)  # (B, A)
         advantage_BA = self.advantage(h_BH)

@@ -91,10 +91,10 @@ class RunSummary(NamedTuple):
     train_seconds: float  # training seconds of the whole run (evaluation excluded)
 
 
-def summarize(evals: list[EvalPoint]) -> RunSummary:
-    """Reduce a run's evaluation curve to the table's numbers: when it first reaches SOLVED, and
-    when it reaches SOLVED and stays there (every later evaluation too: the issue's measure)."""
-    solved = [e.mean_return >= SOLVED for e in evals]
+def summarize(evals: list[EvalPoint], target: float = SOLVED) -> RunSummary:
+    """Reduce a run's evaluation curve to the table's numbers: when it first reaches `target`,
+    and when it reaches it and stays there (every later evaluation too: the issue's measure)."""
+    solved = [e.mean_return >= target for e in evals]
     reach = next((e for e, ok in zip(evals, solved) if ok), None)
     stay = next((e for i, e in enumerate(evals) if all(solved[i:])), None)
     last = evals[-1]
@@ -106,18 +106,23 @@ def summarize(evals: list[EvalPoint]) -> RunSummary:
 
 
 def run_ours(bench: Benchmark, opts: CartPoleBench, seed: int) -> list[EvalPoint]:
-    """Our loop with its CartPole-v1 preset for the whole budget; its run folder is thrown away."""
-    config_cls, train = ALGOS[bench.algo]
+    """Our loop with its CartPole-v1 preset for the whole budget."""
     env_id = "rlplay/CartPole-v1" if opts.torch_env else ENV_ID
-    (run, cfg), _ = apply_preset(bench.algo, env_id, RunConfig(env=env_id), config_cls())
+    return run_preset(bench.algo, env_id, seed=seed, total_steps=opts.total_steps,
+                      eval_every=opts.eval_every, device=opts.device)
+
+
+def run_preset(algo: str, env_id: str, **run_settings) -> list[EvalPoint]:
+    """One run of our loop with its preset for `env_id`, `run_settings` on top, for the whole
+    budget (no target-return stop); its run folder is thrown away."""
+    config_cls, train = ALGOS[algo]
+    (run, cfg), _ = apply_preset(algo, env_id, RunConfig(env=env_id), config_cls())
     with tempfile.TemporaryDirectory(prefix="rlplay-bench-") as runs_dir:
         run = dataclasses.replace(
-            run, seed=seed, total_steps=opts.total_steps, eval_every=opts.eval_every,
-            device=opts.device, target_return=None, progress=False, runs_dir=runs_dir,
-            threads=1,
+            run, target_return=None, progress=False, runs_dir=runs_dir, threads=1,
             # Checkpoints outside evaluations would count as training time; the loop still
             # writes best/latest at each evaluation, outside the clock.
-            checkpoint_every=0,
+            checkpoint_every=0, **run_settings,
         )
         result = train(run, cfg)
     if result.stopped_by != "total_steps":  # Ctrl-C/SIGTERM: the loop stopped early and saved
@@ -272,12 +277,12 @@ def versions_line(with_sb3: bool) -> str:
             f"stable-baselines3 {sb3_version}, torch threads {torch.get_num_threads()}")
 
 
-def describe(s: RunSummary) -> str:
+def describe(s: RunSummary, target: float = SOLVED) -> str:
     """One progress line for a finished run."""
     if s.reach_steps is None:
-        solved = f"never {SOLVED:.0f}"
+        solved = f"never {target:g}"
     else:
-        solved = f"{SOLVED:.0f} at step {s.reach_steps} ({s.reach_seconds:.1f} s), " + (
+        solved = f"{target:g} at step {s.reach_steps} ({s.reach_seconds:.1f} s), " + (
             f"stays from step {s.stay_steps} ({s.stay_seconds:.1f} s)" if s.stay_steps is not None
             else "ends below it"
         )
@@ -291,8 +296,8 @@ def _median(values: list[float | None]) -> float | None:
 
 
 def _ratio(sb3_seconds: float | None, sb3_run: float, ours_seconds: float | None) -> str:
-    """SB3 seconds / ours seconds; '>x' bounds it when SB3 never got there (its whole run is a
-    lower bound on its time)."""
+    """SB3's (or the other run's) seconds / ours; '>x' bounds it when SB3 never got there (its
+    whole run is a lower bound on its time)."""
     if ours_seconds is None:
         return "n/a"
     if sb3_seconds is None:
@@ -301,13 +306,15 @@ def _ratio(sb3_seconds: float | None, sb3_run: float, ours_seconds: float | None
 
 
 def table(
-    seeds: tuple[int, ...], ours: dict[int, RunSummary], theirs: dict[int, RunSummary] | None
+    seeds: tuple[int, ...], ours: dict[int, RunSummary], theirs: dict[int, RunSummary] | None,
+    target: float = SOLVED, labels: tuple[str, str] = ("ours", "SB3"),
 ) -> str:
-    """Rows per seed and a median row; columns per library, then SB3/ours seconds for both
-    measures (first reaching 475, reaching it and staying there)."""
-    cols = ["seed", "ours reach", "ours stay", "ours final"]
+    """Rows per seed and a median row; columns per library, then their seconds' ratio for both
+    measures (first reaching the target, reaching it and staying there)."""
+    a, b = labels
+    cols = ["seed", f"{a} reach", f"{a} stay", f"{a} final"]
     if theirs is not None:
-        cols += ["SB3 reach", "SB3 stay", "SB3 final", "reach: SB3/ours", "stay: SB3/ours"]
+        cols += [f"{b} reach", f"{b} stay", f"{b} final", f"reach: {b}/{a}", f"stay: {b}/{a}"]
     labels = [str(seed) for seed in seeds] + ["median"]
     ours_runs = _with_median([ours[seed] for seed in seeds])
     rows = [[label, *_cells(r)] for label, r in zip(labels, ours_runs)]
@@ -320,8 +327,8 @@ def table(
     widths = [max(len(c), *(len(r[i]) for r in rows)) for i, c in enumerate(cols)]
     lines = [_join(cols, widths), _join(["-" * w for w in widths], widths)]
     lines += [_join(r, widths) for r in rows]
-    lines.append(f"reach: env steps / training seconds at the first eval >= {SOLVED:.0f}; "
-                 f"stay: at the first eval from which every later eval is >= {SOLVED:.0f}; "
+    lines.append(f"reach: env steps / training seconds at the first eval >= {target:g}; "
+                 f"stay: at the first eval from which every later eval is >= {target:g}; "
                  "final: the last eval's mean return; median row: per column, never ranks last")
     return "\n".join(lines)
 
@@ -390,10 +397,15 @@ def bench_command(argv: list[str]) -> int:
         lines = ["usage: rlplay bench NAME [OPTIONS]", "", "benchmarks:"]
         lines += [f"  {name:<14} {bench.summary}" for name, bench in BENCHMARKS.items()]
         lines += [f"  {'cartpole-envs':<14} env steps/s of rlplay/CartPole-v1 against Gymnasium's vector CartPole"]
+        lines += [f"  {'transfer':<14} RL from scratch against RL from a pretrained network (--init-from)"]
         lines += ["", "`rlplay bench NAME --help` lists its options."]
         print("\n".join(lines))
         return 0 if argv else 2
     name, rest = argv[0], argv[1:]
+    if name == "transfer":
+        from train.bench_transfer import transfer_command
+
+        return transfer_command(rest)
     if name == "cartpole-envs":
         from train.bench_envs import env_speed_command
 

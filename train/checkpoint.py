@@ -80,14 +80,19 @@ def load_checkpoint(path: str | Path, prefer: str = LATEST) -> tuple[dict, Path]
         ) from None
     except (RuntimeError, EOFError, zipfile.BadZipFile, OSError, ValueError) as e:
         raise UserError(_corrupt(file, type(e).__name__)) from None
-    if not isinstance(ckpt, dict) or ckpt.get("format") != FORMAT:
-        raise UserError(f"{file} is not an rlplay checkpoint")
-    if ckpt.get("version") != VERSION:
-        raise UserError(
-            f"{file} is an rlplay checkpoint of version {ckpt.get('version')}; "
-            f"this rlplay reads version {VERSION}"
-        )
+    check_format(file, ckpt, FORMAT, VERSION, "checkpoint")
     return ckpt, file
+
+
+def check_format(path: Path, header: object, fmt: str, version: int, kind: str) -> None:
+    """One-line errors unless `header` (a dict) names format `fmt` at `version`."""
+    if not isinstance(header, dict) or header.get("format") != fmt:
+        raise UserError(f"{path} is not an rlplay {kind}")
+    if header.get("version") != version:
+        raise UserError(
+            f"{path} is an rlplay {kind} of version {header.get('version')}; "
+            f"this rlplay reads version {version}"
+        )
 
 
 def _corrupt(file: Path, why: str) -> str:

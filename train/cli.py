@@ -29,12 +29,14 @@ ALGOS = {
 COMMANDS = {
     "train": "train an agent: rlplay train dqn|ppo|a2c|reinforce --env CartPole-v1",
     "replay": "play a saved policy: rlplay replay runs/<run> [--episodes K] [--video out.gif]",
-    "bench": "benchmarks against Stable-Baselines3: rlplay bench dqn-cartpole | ppo-cartpole",
+    "collect": "record episodes: rlplay collect runs/<run>|scripted|random --episodes K --out data/x",
+    "pretrain": "supervised pretraining: rlplay pretrain --data data/x --task bc|dynamics --net ppo",
+    "bench": "benchmarks: rlplay bench dqn-cartpole | ppo-cartpole | transfer | cartpole-envs",
 }
 # Settings a resumed run must keep: the env state, network and buffer are built from them.
 FIXED_ON_RESUME = {
     "env", "num_envs", "vectorization", "seed", "hidden", "dueling", "buffer_size",
-    "shared_trunk", "num_steps", "activation",
+    "shared_trunk", "num_steps", "activation", "init_from",
 }
 
 
@@ -58,6 +60,14 @@ def main(argv: list[str] | None = None) -> int:
             from train.play import replay_command
 
             return replay_command(rest)
+        if command == "collect":
+            from train.collect import collect_command
+
+            return collect_command(rest)
+        if command == "pretrain":
+            from train.pretrain import pretrain_command
+
+            return pretrain_command(rest)
         if command == "bench":
             from train.bench import bench_command
 

@@ -46,6 +46,12 @@ class RunConfig:
     """torch CPU threads (small nets run fastest on 1; 0 keeps torch's default)"""
     progress: bool = True
     """show a progress bar"""
+    init_from: str | None = None
+    """start the network from a pretrained one: a run folder or checkpoint of `rlplay pretrain`"""
+    freeze: Literal["trunk"] | None = None
+    """with --init-from: keep the loaded trunk's weights fixed during RL updates"""
+    unfreeze_after: int | None = None
+    """with --freeze: let the trunk learn again from this env step on"""
 
     def __post_init__(self) -> None:
         for name in ("num_envs", "total_steps", "eval_episodes", "log_every"):
@@ -58,6 +64,10 @@ class RunConfig:
             not self.run_name or "/" in self.run_name or self.run_name in (".", "..")
         ):
             raise ValueError(f"run_name must be a plain folder name, got {self.run_name!r}")
+        if self.freeze is not None and self.init_from is None:
+            raise ValueError("freeze needs init_from: only pretrained weights are worth freezing")
+        if self.unfreeze_after is not None and (self.freeze is None or self.unfreeze_after < 0):
+            raise ValueError("unfreeze_after needs freeze and must be >= 0")
 
 
 def resolve_device(name: str) -> torch.device:

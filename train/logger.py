@@ -36,10 +36,7 @@ class RunLogger:
         self.last_eval: float | None = None
 
     def write_config(self, config: dict, run_dir: Path) -> None:
-        text = json.dumps(config, indent=2, default=str)
-        (run_dir / "config.json").write_text(text + "\n")
-        rows = "\n".join(f"|{k}|{v}|" for k, v in _flatten(config).items())
-        self.writer.add_text("config", "|param|value|\n|-|-|\n" + rows, 0)
+        write_config(self.writer, config, run_dir)
 
     def stash_episodes(self, info: dict) -> None:
         """Keep the episode stats of envs that finished this step (no sync)."""
@@ -88,6 +85,14 @@ class RunLogger:
     def close(self) -> None:
         self.bar.close()
         self.writer.close()
+
+
+def write_config(writer: SummaryWriter, config: dict, run_dir: Path) -> None:
+    """The resolved config to run_dir/config.json and, as a table, to TensorBoard."""
+    text = json.dumps(config, indent=2, default=str)
+    (run_dir / "config.json").write_text(text + "\n")
+    rows = "\n".join(f"|{k}|{v}|" for k, v in _flatten(config).items())
+    writer.add_text("config", "|param|value|\n|-|-|\n" + rows, 0)
 
 
 def _flatten(config: dict, prefix: str = "") -> dict:

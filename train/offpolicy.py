@@ -11,6 +11,7 @@ from train.common import StopFlag
 from train.config import RunConfig
 from train.errors import UserError
 from train.session import EvalPoint, Session, TrainResult
+from train.transfer import prepare
 
 __all__ = ["EvalPoint", "TrainResult", "build_dqn", "dqn_from_checkpoint", "train_dqn"]
 
@@ -48,6 +49,8 @@ def train_dqn(
         obs_dtype=torch.from_numpy(obs_space.sample()[None]).dtype, device=device,
         seed=run.seed + 1,
     )
+    freezer = prepare(run, agent.q_net, agent.net_kwargs, envs, resume=resume,
+                      copies=(agent.target_net,))
     session.counters["steps_since_train"] = 0
     if resume is not None:
         _restore(resume, agent, buffer, log=print)
@@ -65,6 +68,7 @@ def train_dqn(
         try:
             while not session.should_stop(signals):
                 global_step = counters["global_step"]
+                freezer.update(global_step, logger.message)
                 epsilon = linear_schedule(
                     cfg.start_epsilon, cfg.end_epsilon, cfg.exploration_steps, global_step
                 )

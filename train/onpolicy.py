@@ -14,6 +14,7 @@ from train.common import StopFlag
 from train.config import RunConfig
 from train.errors import UserError
 from train.session import Session, TrainResult
+from train.transfer import prepare
 
 
 def build_pg(run: RunConfig, cfg: PGConfig, envs: gym.vector.VectorEnv, device) -> PGAgent:
@@ -62,6 +63,7 @@ def train_pg(
         action_dtype=torch.float32 if continuous else torch.int64, device=device,
     )
     reward_scaler = RewardScaler(n, cfg.gamma, device) if cfg.norm_reward else None
+    freezer = prepare(run, agent.net, agent.net_kwargs, envs, resume=resume)
     if resume is not None:
         if not agent.load_state_dict(resume["agent"]):
             print("note: the checkpoint was written on another device type; sampling continues "
@@ -81,6 +83,7 @@ def train_pg(
     with session.signals() as signals:
         try:
             while not session.should_stop(signals):
+                freezer.update(counters["global_step"], logger.message)
                 if cfg.anneal_lr:
                     frac = 1.0 - counters["global_step"] / run.total_steps
                     agent.set_learning_rate(cfg.learning_rate * max(frac, 0.0))
@@ -111,7 +114,8 @@ def train_pg(
                     (advantage_TN + rollout.value).flatten(),
                 )
                 metrics = agent.update(batch)
-                agent.observe(batch.obs)
+                if not freezer.frozen:  # a frozen trunk keeps the input statistics it learnt with
+                    agent.observe(batch.obs)
                 nonfinite |= ~torch.isfinite(metrics["policy_loss"] + metrics["value_loss"])
 
                 if session.log_due():

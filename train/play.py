@@ -27,7 +27,16 @@ def _pg_policy(ckpt, device, action_space):
     return env_policy(pg_from_checkpoint(ckpt, device), action_space)
 
 
-POLICY_LOADERS = {"dqn": _dqn_policy, "ppo": _pg_policy, "a2c": _pg_policy, "reinforce": _pg_policy}
+def _cloned_policy(ckpt, device, action_space):
+    from train.pretrain import greedy_policy, pretrained_net
+
+    return greedy_policy(pretrained_net(ckpt, device), action_space)
+
+
+POLICY_LOADERS = {
+    "dqn": _dqn_policy, "ppo": _pg_policy, "a2c": _pg_policy, "reinforce": _pg_policy,
+    "pretrain": _cloned_policy,
+}
 
 
 @dataclass
@@ -48,6 +57,11 @@ class ReplayArgs:
     """seed of the first episode's reset (episode k uses seed + k)"""
     device: Literal["auto", "cpu", "cuda"] = "cpu"
     """where the policy runs"""
+
+
+def env_of(ckpt: dict) -> str:
+    """The env a checkpoint's policy plays: its run's, or its dataset's for a pretrained one."""
+    return ckpt["dataset"]["env_id"] if ckpt["algo"] == "pretrain" else ckpt["config"]["run"]["env"]
 
 
 def replay_command(argv: list[str]) -> int:
@@ -73,7 +87,7 @@ def replay(args: ReplayArgs) -> list[float]:
     if ckpt["algo"] not in POLICY_LOADERS:
         raise UserError(f"{file}: replay does not know algorithm '{ckpt['algo']}'")
     device = resolve_device(args.device)
-    run = RunConfig(**ckpt["config"]["run"])
+    run = RunConfig(env=env_of(ckpt))
     render_mode = "rgb_array" if args.video else ("human" if args.render == "human" else None)
     if render_mode == "rgb_array":
         # Off-screen frames need no display; without this, pygame complains about a missing one.

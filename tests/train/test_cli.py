@@ -22,6 +22,7 @@ import torch
 
 from train.checkpoint import BEST, LATEST, load_checkpoint
 from train.cli import main
+from train_testlib import run_many
 
 RLPLAY = str(Path(sys.executable).with_name("rlplay"))
 # The tiny run of train_testlib as flags; CartPole's preset supplies everything else.
@@ -36,21 +37,6 @@ TINY_FLAGS = [
 # ~160 columns it lays the option groups out side by side).
 WIDTH = "120"
 ENV = {**os.environ, "COLUMNS": WIDTH}
-
-
-def run_many(commands: dict[str, list[str]], cwd: Path) -> dict[str, subprocess.CompletedProcess]:
-    """Run the commands at once and wait for all of them."""
-    procs = {
-        name: subprocess.Popen(
-            argv, cwd=cwd, env=ENV, text=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-        )
-        for name, argv in commands.items()
-    }
-    results = {}
-    for name, proc in procs.items():
-        out, err = proc.communicate(timeout=180)
-        results[name] = subprocess.CompletedProcess(proc.args, proc.returncode, out, err)
-    return results
 
 
 BAD = {  # name: (arguments after `rlplay`, the one-line error it must give)
@@ -92,7 +78,7 @@ def wave(tmp_path_factory, tiny_run):
         if "--resume" not in args and args[0] == "train":
             args = [*args, "--runs-dir", str(cwd / "bad_runs")]
         commands[name] = [RLPLAY, *args]
-    return cwd, run_many(commands, cwd)
+    return cwd, run_many(commands, cwd, WIDTH)
 
 
 @pytest.fixture(scope="module")
@@ -194,7 +180,7 @@ def replays(cli_run, tmp_path_factory):
     return cwd, run_many({
         "gif": [RLPLAY, "replay", run_dir, "--video", "out.gif", "--episodes", "1"],
         "three": [RLPLAY, "replay", run_dir, "--episodes", "3"],
-    }, cwd)
+    }, cwd, WIDTH)
 
 
 def test_replay_writes_a_gif(replays):
@@ -258,7 +244,7 @@ BAD_IN_PROCESS = {
     "existing_run": (["{tiny}", "--runs-dir", "{runs}", "--run-name", "tiny"],
                      r"run folder \S+/tiny already exists; .*--resume \S+/tiny$"),
     "unknown_algo": (None, r"unknown algorithm 'ppo2'; available: dqn"),
-    "unknown_command": (None, r"unknown command 'frobnicate'; commands: train, replay, bench"),
+    "unknown_command": (None, r"unknown command 'frobnicate'; commands: train, replay, collect, pretrain, bench"),
 }
 
 

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import dataclasses
+import os
+import subprocess
 from pathlib import Path
 
 from agents import DQNConfig
@@ -28,6 +30,24 @@ def tiny_configs(runs_dir: Path, **overrides) -> tuple[RunConfig, DQNConfig]:
     for key, value in overrides.items():
         (run_kw if key in run_fields else dqn_kw)[key] = value
     return RunConfig(**run_kw), DQNConfig(**dqn_kw)
+
+
+def run_many(
+    commands: dict[str, list[str]], cwd: Path, columns: str = "120",
+) -> dict[str, subprocess.CompletedProcess]:
+    """Run the commands at once (each `rlplay` spends ~2 s importing) and wait for all of them."""
+    env = {**os.environ, "COLUMNS": columns}
+    procs = {
+        name: subprocess.Popen(
+            argv, cwd=cwd, env=env, text=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        )
+        for name, argv in commands.items()
+    }
+    results = {}
+    for name, proc in procs.items():
+        out, err = proc.communicate(timeout=180)
+        results[name] = subprocess.CompletedProcess(proc.args, proc.returncode, out, err)
+    return results
 
 
 def event_files(run_dir: Path) -> list[Path]:

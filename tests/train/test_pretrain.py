@@ -1,0 +1,109 @@
+"""Pretraining: behaviour cloning learns the expert, the dynamics task learns without one, and
+each fits exactly the tensors it says it does."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from train.checkpoint import BEST, load_checkpoint
+from train.collect import CollectArgs, collect
+from train.dataset import save_dataset
+from train.errors import TrainingDiverged
+from train.pretrain import PretrainConfig, build_net, pretrain, trained_names
+from train_testlib import event_files, read_events, scalar_values
+
+
+@pytest.fixture(scope="module")
+def expert_data(tmp_path_factory):
+    """8 episodes (4,000 steps) of the scripted CartPole expert, seeded."""
+    path = tmp_path_factory.mktemp("data") / "cartpole-expert"
+    save_dataset(path, collect(CollectArgs("scripted", out=str(path), env="CartPole-v1",
+                                           episodes=8, seed=3, device="cpu")))
+    return path
+
+
+def _config(data, runs, **kw) -> PretrainConfig:
+    base = dict(data=str(data), runs_dir=str(runs), progress=False, device="cpu", seed=1,
+                hidden=(32, 32), max_epochs=30, batch_size=128, eval_episodes=10)
+    return PretrainConfig(**{**base, **kw})
+
+
+@pytest.fixture(scope="module")
+def bc(expert_data, tmp_path_factory):
+    runs = tmp_path_factory.mktemp("runs")
+    return pretrain(_config(expert_data, runs, run_name="bc"), log=lambda _: None)
+
+
+def test_bc_reaches_high_validation_accuracy_and_the_clone_plays_well(bc):
+    assert bc.val_accuracy >= 0.95
+    cloned, random = bc.cloned_return[0], bc.random_return[0]
+    # CartPole: random actions last ~20 steps; the expert 500. The clone must be far above random.
+    assert random < 50
+    assert cloned >= 400 and cloned >= 8 * random
+
+
+def test_bc_writes_its_curves_and_a_checkpoint_the_agents_share(bc):
+    (events_file,) = event_files(bc.run_dir)
+    events = read_events(events_file)
+    train = scalar_values(events, "pretrain/train_loss")
+    val = scalar_values(events, "pretrain/val_loss")
+    acc = scalar_values(events, "pretrain/val_accuracy")
+    assert len(train) == len(val) == len(acc) == bc.epochs >= 2
+    assert train[-1][1] < train[0][1]  # it learnt
+    best_val = min(v for _, v in val)
+    assert bc.val_loss == pytest.approx(best_val, rel=1e-5)  # the best epoch's weights were kept
+    ckpt, file = load_checkpoint(bc.run_dir, prefer=BEST)  # the agents' format, weights_only
+    assert file.name == BEST and ckpt["algo"] == "pretrain" and ckpt["task"] == "bc"
+    assert ckpt["trained"] == bc.trained
+    assert ckpt["dataset"]["env_id"] == "CartPole-v1" and ckpt["dataset"]["num_episodes"] == 8
+
+
+def test_bc_fits_the_actor_only():
+    net, _ = build_net("ppo", "CartPole-v1", *_spaces(), hidden=(8,), device="cpu")
+    assert trained_names(net, "bc") == [
+        "actor_trunk.0.0.weight", "actor_trunk.0.0.bias", "policy_head.weight", "policy_head.bias"]
+    assert trained_names(net, "dynamics") == ["actor_trunk.0.0.weight", "actor_trunk.0.0.bias"]
+    # DQN's preset for CartPole is dueling: a softmax over Q = V + A − mean A never sees V.
+    q_net, kwargs = build_net("dqn", "CartPole-v1", *_spaces(), hidden=(8,), device="cpu")
+    assert kwargs["dueling"]
+    assert trained_names(q_net, "bc") == [
+        "trunk.0.0.weight", "trunk.0.0.bias", "advantage.weight", "advantage.bias"]
+
+
+def _spaces():
+    import gymnasium as gym
+
+    env = gym.make("CartPole-v1")
+    return env.observation_space, env.action_space
+
+
+def test_dynamics_task_learns_without_actions_of_an_expert(tmp_path):
+    # Random play: no expert. Predicting Δobs (in units of its spread; a constant guess scores
+    # ~1.0) must get far below that, and only the trunk is marked for transfer.
+    path = tmp_path / "random"
+    save_dataset(path, collect(CollectArgs("random", out=str(path), env="CartPole-v1",
+                                           episodes=40, num_envs=8, seed=2, device="cpu")))
+    result = pretrain(_config(path, tmp_path / "runs", task="dynamics", max_epochs=40),
+                      log=lambda _: None)
+    assert result.val_loss < 0.1
+    assert result.cloned_return is None and result.val_accuracy is None
+    assert result.trained == [n for n in result.trained if n.startswith("actor_trunk.")]
+    ckpt, _ = load_checkpoint(result.run_dir)
+    assert ckpt["dynamics_head"] is not None
+
+
+def test_nan_loss_stops_pretraining(expert_data, tmp_path):
+    with pytest.raises(TrainingDiverged, match="became NaN or infinite in epoch 1"):
+        # ReLU layers (DQN's net) with weights ~1e30 overflow float32 in the first epoch.
+        pretrain(_config(expert_data, tmp_path, net="dqn", learning_rate=1e30, max_epochs=2),
+                 log=lambda _: None)
+
+
+def test_pretraining_is_seeded(expert_data, tmp_path):
+    runs = [pretrain(_config(expert_data, tmp_path, run_name=f"r{i}", max_epochs=2),
+                     log=lambda _: None) for i in range(2)]
+    a, b = (load_checkpoint(r.run_dir)[0]["state"] for r in runs)
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    assert np.isclose(runs[0].val_loss, runs[1].val_loss)
