@@ -166,6 +166,7 @@ def train_command(argv: list[str]) -> int:
         raise UserError(f"{algo} trains in one process; --nproc and torchrun serve "
                         f"{', '.join(DATA_PARALLEL)}")
     if run.nproc > 1 and not distributed.launched():  # the ranks parse the same flags again
+        distributed.env_slice(run.num_envs, run.nproc)
         return distributed.launch(["train", algo, *rest], run.nproc)
     with distributed.process_group(run.device, run.dist_timeout) as dist:
         if dist.is_main:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import io
 import os
 import signal
+import sys
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import timedelta
@@ -35,6 +36,13 @@ def launched() -> bool:
 def env_rank() -> int:
     """This process's rank as torchrun set it (0 outside torchrun)."""
     return int(os.environ.get("RANK", "0"))
+
+
+def env_slice(num_envs: int, world_size: int) -> int:
+    """How many of the run's `num_envs` envs each of `world_size` ranks steps."""
+    if num_envs % world_size:
+        raise UserError(f"--num-envs {num_envs} must be a multiple of the {world_size} processes")
+    return num_envs // world_size
 
 
 def rank_seed(seed: int, rank: int) -> int:
@@ -176,8 +184,11 @@ def launch(argv: list[str], nproc: int) -> int:
     """`python -m train ARGV` on `nproc` local ranks, through torch's launcher (torchrun).
 
     torchrun watches the ranks: when one fails it stops the others and reports the first
-    failure, which we turn into one line and that rank's exit code.
+    failure, which we turn into one line and that rank's exit code. Ctrl-C or SIGTERM reach the
+    launcher, which passes them on: the ranks stop together and save as one process would, and
+    the launcher exits with 128 + the signal's number.
     """
+    from torch.distributed.elastic.multiprocessing.api import SignalException
     from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
     from torch.distributed.run import parse_args, run
 
@@ -194,6 +205,10 @@ def launch(argv: list[str], nproc: int) -> int:
             f"rank {rank} {how}; the other ranks were stopped (see its output above)",
             exit_code=code if code > 0 else 1,
         ) from None
+    except SignalException as e:
+        print(f"rlplay: {signal.Signals(e.sigval).name}: the ranks were asked to stop and save",
+              file=sys.stderr)
+        return 128 + e.sigval
     return 0
 
 

@@ -24,7 +24,7 @@ from train.checkpoint import BEST, LATEST, rng_state, save_checkpoint, set_rng_s
 from train.common import StopFlag, make_envs, make_run_dir, seed_everything, stop_on_signals
 from train import distributed
 from train.config import RunConfig
-from train.errors import TrainingDiverged, UserError
+from train.errors import TrainingDiverged
 from train.evaluate import eval_seed, evaluate
 from train.logger import RunLogger
 
@@ -52,11 +52,7 @@ class Session:
     ):
         self.run, self.algo, self.resume = run, algo, resume
         self.dist = dist = distributed.current()
-        if run.num_envs % dist.world_size:
-            raise UserError(
-                f"--num-envs {run.num_envs} must be a multiple of the {dist.world_size} processes"
-            )
-        self.num_envs = run.num_envs // dist.world_size  # this rank's slice of the envs
+        self.num_envs = distributed.env_slice(run.num_envs, dist.world_size)  # this rank's envs
         self.device = dist.device(run.device)
         if run.threads > 0:
             torch.set_num_threads(run.threads)

@@ -6,6 +6,7 @@ import dataclasses
 from pathlib import Path
 
 from agents import DQNConfig
+from train.common import StopFlag
 from train.config import RunConfig
 
 # Small enough that 600 env steps take well under a second on one CPU core, large enough that
@@ -28,6 +29,21 @@ def tiny_configs(runs_dir: Path, **overrides) -> tuple[RunConfig, DQNConfig]:
     for key, value in overrides.items():
         (run_kw if key in run_fields else dqn_kw)[key] = value
     return RunConfig(**run_kw), DQNConfig(**dqn_kw)
+
+
+class StopAfter(StopFlag):
+    """Asks the loop to stop at its k-th check, as a SIGINT arriving then would."""
+
+    def __init__(self, k: int):
+        super().__init__()
+        self.checks, self.k = 0, k
+
+    @property
+    def requested(self) -> bool:
+        self.checks += 1
+        if self.checks > self.k:
+            self.signal = "SIGINT"
+        return self.signal is not None
 
 
 def event_files(run_dir: Path) -> list[Path]:
