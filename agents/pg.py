@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import copy
 from dataclasses import dataclass
-from typing import Literal, NamedTuple
+from typing import Callable, Literal, NamedTuple
 
 import torch
 from torch import nn
@@ -143,8 +143,22 @@ class Rollout(NamedTuple):
     returns: torch.Tensor  # (B,)
 
 
+class DataParallel(NamedTuple):
+    """How a data-parallel agent reaches its peers; train/distributed.py builds it from
+    torch.distributed, so that agents import no process-group plumbing (issue 7)."""
+
+    world_size: int
+    all_reduce: Callable[[torch.Tensor], torch.Tensor]  # sums a tensor over ranks, in place
+
+
 class PGAgent:
-    """Owns the actor-critic, its optimizer and the RNG for sampling actions and minibatches."""
+    """Owns the actor-critic, its optimizer and the RNG for sampling actions and minibatches.
+
+    Data-parallel (`data_parallel` given): every rank updates on its own rollout, and each
+    minibatch's gradient, advantage statistics, the observation statistics and the early-stop KL
+    are averaged over ranks first, so every rank takes the same optimizer step as one process
+    fed all ranks' minibatches together, and the parameters stay bitwise identical.
+    """
 
     def __init__(
         self,
@@ -156,8 +170,10 @@ class PGAgent:
         discrete_obs: bool = False,
         device: torch.device | str = "cpu",
         seed: int = 0,
+        data_parallel: DataParallel | None = None,
     ):
         self.config, self.device = config, torch.device(device)
+        self.dp = data_parallel
         self.net_kwargs = {
             "obs_dim": obs_dim, "action_dim": action_dim, "continuous": continuous,
             "discrete_obs": discrete_obs, "hidden": tuple(config.hidden),
@@ -200,8 +216,17 @@ class PGAgent:
 
         Called after the update, so a rollout's actions and its update see the same statistics.
         """
-        if self.net.obs_norm is not None:
-            self.net.obs_norm.update(obs_B.reshape(obs_B.shape[0], -1).float())
+        if self.net.obs_norm is None:
+            return
+        obs_BO = obs_B.reshape(obs_B.shape[0], -1).float()
+        if self.dp is None:
+            self.net.obs_norm.update(obs_BO)
+            return
+        # The statistics of all ranks' observations together (two passes, for precision).
+        x_BO, n = obs_BO.double(), obs_BO.shape[0] * self.dp.world_size
+        mean_O = self.dp.all_reduce(x_BO.sum(0)) / n
+        var_O = self.dp.all_reduce((x_BO - mean_O).pow(2).sum(0)) / n
+        self.net.obs_norm.merge(mean_O, var_O, n)
 
     def set_learning_rate(self, lr: float) -> None:
         for group in self.optimizer.param_groups:
@@ -222,19 +247,58 @@ class PGAgent:
                 for k, v in metrics.items():
                     totals[k] = totals.get(k, 0) + v
                 count += 1
-            if cfg.target_kl is not None and (totals["approx_kl"] / count) > cfg.target_kl:
+            kl = totals["approx_kl"] / count if cfg.target_kl is not None else None
+            if kl is not None and self._mean(kl) > cfg.target_kl:
                 break  # sync: early stop needs the host to know the KL (once per epoch)
         self.num_updates += 1
         out = {k: v / count for k, v in totals.items()}
         out["explained_variance"] = explained_variance(rollout.value, rollout.returns)
+        if self.dp is not None:  # the means over ranks: logs and NaN checks agree on every rank
+            names = list(out)
+            out = dict(zip(names, self._mean(torch.stack([out[k].float() for k in names]))))
         return out
+
+    def _mean(self, x: torch.Tensor) -> torch.Tensor:
+        """The mean of `x` over data-parallel ranks (`x` itself in one process)."""
+        if self.dp is None:
+            return x
+        return self.dp.all_reduce(x.clone()) / self.dp.world_size
+
+    def _normalize_advantage(self, advantage_B: torch.Tensor) -> torch.Tensor:
+        """(A − mean) / std over the minibatch; data-parallel, over all ranks' minibatches.
+
+        Global rather than per rank (issue 7): every rank then optimises the same loss as one
+        process fed the concatenated minibatch, so N processes run the same algorithm as one
+        with N times the envs; the price is one 2-number all-reduce per minibatch.
+        """
+        if self.dp is None:
+            return (advantage_B - advantage_B.mean()) / (advantage_B.std() + 1e-8)
+        a_B, n = advantage_B.double(), advantage_B.numel() * self.dp.world_size
+        sums = self.dp.all_reduce(torch.stack([a_B.sum(), a_B.pow(2).sum()]))
+        mean = sums[0] / n
+        std = ((sums[1] - sums[0] * mean) / (n - 1)).clamp_min(0).sqrt()  # unbiased, as .std()
+        return ((a_B - mean) / (std + 1e-8)).to(advantage_B.dtype)
+
+    def _average_gradients(self) -> None:
+        """Replace each gradient by its mean over ranks: one all-reduce of all of them, flat.
+
+        Done before clipping and the Adam step, so both see the same averaged gradient on every
+        rank and the parameters stay bitwise identical (no DDP wrapper around the agent's net).
+        """
+        grads = [p.grad for p in self.net.parameters() if p.grad is not None]
+        flat = self.dp.all_reduce(torch.cat([g.reshape(-1) for g in grads]))
+        flat /= self.dp.world_size
+        offset = 0
+        for g in grads:
+            g.copy_(flat[offset : offset + g.numel()].view_as(g))
+            offset += g.numel()
 
     def _minibatch_step(self, mb: Rollout) -> dict[str, torch.Tensor]:
         cfg = self.config
         new_logprob, entropy, new_value = self.net.evaluate_actions(mb.obs, mb.action)
         advantage = mb.advantage
-        if cfg.norm_adv and advantage.numel() > 1:
-            advantage = (advantage - advantage.mean()) / (advantage.std() + 1e-8)
+        if cfg.norm_adv and advantage.numel() * (self.dp.world_size if self.dp else 1) > 1:
+            advantage = self._normalize_advantage(advantage)
         policy_loss, approx_kl, clip_fraction = ppo_loss(
             new_logprob, mb.logprob, advantage, cfg.clip_coef
         )
@@ -248,6 +312,8 @@ class PGAgent:
             loss = loss + cfg.vf_coef * v_loss
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
+        if self.dp is not None:
+            self._average_gradients()
         grad_norm = nn.utils.clip_grad_norm_(self.net.parameters(), cfg.max_grad_norm)
         self.optimizer.step()
         return {
@@ -293,8 +359,10 @@ class RewardScaler:
     def state_dict(self) -> dict:
         return {"returns": self.returns_N.cpu(), "stats": self.stats.state_dict()}
 
-    def load_state_dict(self, state: dict) -> None:
-        self.returns_N = state["returns"].to(self.returns_N.device)
+    def load_state_dict(self, state: dict, *, returns: bool = True) -> None:
+        """Load a `state_dict()`; returns=False keeps the running returns at zero (new episodes)."""
+        if returns:
+            self.returns_N = state["returns"].to(self.returns_N.device)
         self.stats.load_state_dict(state["stats"])
 
 

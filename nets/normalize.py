@@ -25,7 +25,12 @@ class RunningNorm(nn.Module):
     def update(self, x_B: torch.Tensor) -> None:
         """Merge a batch (B, *shape) into the running statistics."""
         x_B = x_B.double()
-        batch_mean, batch_var, n = x_B.mean(0), x_B.var(0, unbiased=False), x_B.shape[0]
+        self.merge(x_B.mean(0), x_B.var(0, unbiased=False), x_B.shape[0])
+
+    @torch.no_grad()
+    def merge(self, batch_mean: torch.Tensor, batch_var: torch.Tensor, n: int) -> None:
+        """Merge a batch given by its mean, (biased) variance and size; data-parallel training
+        passes the moments of all ranks' batches together."""
         delta, total = batch_mean - self.mean, self.count + n
         self.mean += delta * n / total
         m2 = self.var * self.count + batch_var * n + delta.pow(2) * self.count * n / total

@@ -398,6 +398,8 @@ def bench_command(argv: list[str]) -> int:
         lines += [f"  {name:<14} {bench.summary}" for name, bench in BENCHMARKS.items()]
         lines += [f"  {'cartpole-envs':<14} env steps/s of rlplay/CartPole-v1 against Gymnasium's vector CartPole"]
         lines += [f"  {'transfer':<14} RL from scratch against RL from a pretrained network (--init-from)"]
+        lines += [f"  {'ppo-scaling':<14} data-parallel PPO on {ENV_ID} over 1, 2, … processes: "
+                  "env steps/s and time to 475"]
         lines += ["", "`rlplay bench NAME --help` lists its options."]
         print("\n".join(lines))
         return 0 if argv else 2
@@ -410,6 +412,10 @@ def bench_command(argv: list[str]) -> int:
         from train.bench_envs import env_speed_command
 
         return env_speed_command(rest)
+    if name == "ppo-scaling":
+        from train.bench_scaling import scaling_command
+
+        return scaling_command(rest)
     if name not in BENCHMARKS:
         raise UserError(f"unknown benchmark '{name}'; available: {', '.join(BENCHMARKS)}")
     bench = BENCHMARKS[name]

@@ -13,6 +13,7 @@ from functools import partial
 
 from agents import DQNConfig
 from agents.pg import PGConfig
+from train import distributed
 from train.checkpoint import LATEST, load_checkpoint
 from train.config import RunConfig
 from train.errors import TrainingDiverged, UserError
@@ -33,6 +34,7 @@ COMMANDS = {
     "pretrain": "supervised pretraining: rlplay pretrain --data data/x --task bc|dynamics --net ppo",
     "bench": "benchmarks: rlplay bench dqn-cartpole | ppo-cartpole | transfer | cartpole-envs",
 }
+DATA_PARALLEL = ("ppo", "a2c", "reinforce")  # the loops that train with --nproc / torchrun
 # Settings a resumed run must keep: the env state, network and buffer are built from them.
 FIXED_ON_RESUME = {
     "env", "num_envs", "vectorization", "seed", "hidden", "dueling", "buffer_size",
@@ -56,6 +58,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if command == "train":
             return train_command(rest)
+        if command in ALGOS:  # `torchrun … -m train ppo …`: the algorithm alone means train
+            return train_command(argv)
         if command == "replay":
             from train.play import replay_command
 
@@ -74,7 +78,8 @@ def main(argv: list[str] | None = None) -> int:
             return bench_command(rest)
         raise UserError(f"unknown command '{command}'; commands: {', '.join(COMMANDS)}")
     except (UserError, TrainingDiverged) as e:
-        print(f"rlplay: error: {e}", file=sys.stderr)
+        rank = f" (rank {distributed.env_rank()})" if distributed.launched() else ""
+        print(f"rlplay: error{rank}: {e}", file=sys.stderr)
         return e.exit_code
     except KeyboardInterrupt:  # a second Ctrl-C: the first one's checkpoint may not be written
         print("rlplay: interrupted", file=sys.stderr)
@@ -91,8 +96,10 @@ def _flag_value(argv: list[str], flag: str) -> str | None:
     return None
 
 
-def parse_train_args(algo: str, argv: list[str]) -> tuple[RunConfig, object, dict | None]:
-    """Defaults ← preset for --env (or the resumed run's config) ← flags."""
+def parse_train_args(
+    algo: str, argv: list[str]
+) -> tuple[RunConfig, object, dict | None, dict]:
+    """Defaults ← preset for --env (or the resumed run's config) ← flags; and the preset."""
     config_cls, _ = ALGOS[algo]
     resume_path = _flag_value(argv, "--resume")
     ckpt = None
@@ -138,8 +145,7 @@ def parse_train_args(algo: str, argv: list[str]) -> tuple[RunConfig, object, dic
                 f"--resume keeps the run's {', '.join(changed)}; drop those flags or start a new run"
             )
         run.resume = resume_path
-    _print_settings(algo, run, algo_cfg, preset, ckpt)
-    return run, algo_cfg, ckpt
+    return run, algo_cfg, ckpt, preset
 
 
 def _print_settings(algo, run, algo_cfg, preset, ckpt) -> None:
@@ -164,9 +170,21 @@ def train_command(argv: list[str]) -> int:
     algo, rest = argv[0], argv[1:]
     if algo not in ALGOS:
         raise UserError(f"unknown algorithm '{algo}'; available: {', '.join(ALGOS)}")
-    run, algo_cfg, ckpt = parse_train_args(algo, rest)
-    _, train_fn = ALGOS[algo]
-    result = train_fn(run, algo_cfg, resume=ckpt)
+    run, algo_cfg, ckpt, preset = parse_train_args(algo, rest)
+    data_parallel = run.nproc > 1 or distributed.launched()
+    if data_parallel and algo not in DATA_PARALLEL:
+        raise UserError(f"{algo} trains in one process; --nproc and torchrun serve "
+                        f"{', '.join(DATA_PARALLEL)}")
+    if run.nproc > 1 and not distributed.launched():  # the ranks parse the same flags again
+        distributed.env_slice(run.num_envs, run.nproc)
+        return distributed.launch(["train", algo, *rest], run.nproc)
+    with distributed.process_group(run.device, run.dist_timeout) as dist:
+        if dist.is_main:
+            _print_settings(algo, run, algo_cfg, preset, ckpt)
+        _, train_fn = ALGOS[algo]
+        result = train_fn(run, algo_cfg, resume=ckpt)
+    if not dist.is_main:
+        return 0
     run_dir = result.run_dir
     best = run_dir / "best.pt"
     print(f"\nfinished ({result.stopped_by}) at step {result.global_step}")

@@ -52,11 +52,17 @@ class RunConfig:
     """with --init-from: keep the loaded trunk's weights fixed during RL updates"""
     unfreeze_after: int | None = None
     """with --freeze: let the trunk learn again from this env step on"""
+    nproc: int = 1
+    """processes training one agent data-parallel, each on num_envs/nproc envs (launches torchrun)"""
+    dist_timeout: float = 300.0
+    """seconds a rank waits for the others in a collective before the job fails (nproc > 1)"""
 
     def __post_init__(self) -> None:
-        for name in ("num_envs", "total_steps", "eval_episodes", "log_every"):
+        for name in ("num_envs", "total_steps", "eval_episodes", "log_every", "nproc"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be at least 1, got {getattr(self, name)}")
+        if not self.dist_timeout > 0:
+            raise ValueError(f"dist_timeout must be positive, got {self.dist_timeout}")
         for name in ("eval_every", "checkpoint_every", "threads"):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")

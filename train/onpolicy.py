@@ -7,23 +7,57 @@ from typing import Callable
 import gymnasium as gym
 import torch
 
-from agents.buffers import RolloutBuffer
+from agents.buffers import RolloutBuffer, set_generator_state
 from agents.pg import PGAgent, PGConfig, RewardScaler, Rollout, compute_gae
 from nets import policy_sizes
 from train.common import StopFlag
 from train.config import RunConfig
+from train.distributed import Dist, rank_seed
 from train.errors import UserError
 from train.session import Session, TrainResult
 from train.transfer import prepare
 
 
-def build_pg(run: RunConfig, cfg: PGConfig, envs: gym.vector.VectorEnv, device) -> PGAgent:
-    """The actor-critic agent for these env spaces, or a clear error if it cannot handle them."""
+def build_pg(
+    run: RunConfig, cfg: PGConfig, envs: gym.vector.VectorEnv, device, dist: Dist = Dist()
+) -> PGAgent:
+    """The actor-critic agent for these env spaces, or a clear error if it cannot handle them.
+
+    Data-parallel, each rank samples with its own seed and averages gradients with the others.
+    """
     try:
         sizes = policy_sizes(envs.single_observation_space, envs.single_action_space)
     except TypeError as e:
         raise UserError(f"{run.env}: {e}") from None
-    return PGAgent(cfg, **sizes, device=device, seed=run.seed)
+    return PGAgent(
+        cfg, **sizes, device=device, seed=rank_seed(run.seed, dist.rank),
+        data_parallel=dist.data_parallel(),
+    )
+
+
+def restore_pg(
+    agent: PGAgent, reward_scaler: RewardScaler | None, session: Session, ckpt: dict
+) -> None:
+    """Load a checkpoint into the agent and reward scaler: the shared state from its top level,
+    this rank's RNG and return statistics from its own part (data-parallel, same world size).
+
+    On another number of processes than the checkpoint's, the sampling RNG is reseeded and the
+    running discounted returns restart with the envs (the return statistics carry over).
+    """
+    if not agent.load_state_dict(ckpt["agent"]):
+        print("note: the checkpoint was written on another device type; sampling continues "
+              "from a fresh RNG stream (resume is not exact)")
+    if reward_scaler is not None:
+        reward_scaler.load_state_dict(ckpt["reward_scaler"], returns=not session.world_changed)
+    mine = session.rank_resume
+    if mine is not None:
+        set_generator_state(agent.generator, mine["generator"])
+        if reward_scaler is not None:
+            reward_scaler.load_state_dict(mine["reward_scaler"])
+    elif session.world_changed:
+        agent.generator.manual_seed(
+            rank_seed(session.run.seed + session.global_step, session.dist.rank)
+        )
 
 
 def to_env_action(action_space: gym.Space, device) -> Callable[[torch.Tensor], torch.Tensor]:
@@ -51,8 +85,9 @@ def train_pg(
 ) -> TrainResult:
     """Train PPO/A2C/REINFORCE (as `cfg` says) for `run`; continue from `resume` if given."""
     session = Session(run, algo, cfg, resume=resume, stop=stop)
-    envs, device, n, T = session.envs, session.device, run.num_envs, cfg.num_steps
-    agent = build_pg(run, cfg, envs, device)
+    # n: this process's envs (all of them, or its rank's slice of run.num_envs)
+    envs, device, n, T = session.envs, session.device, session.num_envs, cfg.num_steps
+    agent = build_pg(run, cfg, envs, device, session.dist)
     space = envs.single_action_space
     continuous = isinstance(space, gym.spaces.Box)
     obs_space = envs.single_observation_space
@@ -65,17 +100,17 @@ def train_pg(
     reward_scaler = RewardScaler(n, cfg.gamma, device) if cfg.norm_reward else None
     freezer = prepare(run, agent.net, agent.net_kwargs, envs, resume=resume)
     if resume is not None:
-        if not agent.load_state_dict(resume["agent"]):
-            print("note: the checkpoint was written on another device type; sampling continues "
-                  "from a fresh RNG stream (resume is not exact)")
-        if reward_scaler is not None:
-            reward_scaler.load_state_dict(resume["reward_scaler"])
+        restore_pg(agent, reward_scaler, session, resume)
     obs = session.begin()
     nonfinite = torch.zeros((), dtype=torch.bool, device=device)
     session.healthy = lambda: not nonfinite.item()  # sync
+    scaler_state = lambda: reward_scaler.state_dict() if reward_scaler is not None else None
     session.algo_state = lambda: {
         "net_kwargs": agent.net_kwargs, "agent": agent.state_dict(),
-        "reward_scaler": reward_scaler.state_dict() if reward_scaler is not None else None,
+        "reward_scaler": scaler_state(),
+    }
+    session.rank_state = lambda: {  # data-parallel: what differs between ranks
+        "generator": agent.generator.get_state(), "reward_scaler": scaler_state(),
     }
     eval_policy, clip = env_policy(agent, space), to_env_action(space, device)
     counters, logger = session.counters, session.logger
@@ -98,7 +133,7 @@ def train_pg(
                     )
                     obs = session.obs = next_obs
                     logger.stash_episodes(info)
-                    counters["global_step"] += n
+                    counters["global_step"] += run.num_envs  # all ranks' env steps
 
                 # V of every step's true next state in one batched forward: the final obs where
                 # an episode ended (truncation bootstraps from it), else the next obs.

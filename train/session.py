@@ -3,6 +3,11 @@
 A `Session` owns what a run needs besides its agent: the device, the training and eval envs, the
 run folder, the logger, the step counters, evaluations with best/latest checkpoints, SIGINT and
 SIGTERM, and the training clock (which stops while evaluating or writing files).
+
+Data-parallel (a process group is up, train/distributed.py), every rank has a Session over its
+slice of the envs; they agree on when to log, evaluate, checkpoint and stop (the counters count
+all ranks' env steps), rank 0 alone evaluates and writes, and its checkpoints hold every rank's
+RNG and env state.
 """
 
 from __future__ import annotations
@@ -17,7 +22,8 @@ import torch
 import envs as envs_lib
 from train.checkpoint import BEST, LATEST, rng_state, save_checkpoint, set_rng_state
 from train.common import StopFlag, make_envs, make_run_dir, seed_everything, stop_on_signals
-from train.config import RunConfig, resolve_device
+from train import distributed
+from train.config import RunConfig
 from train.errors import TrainingDiverged
 from train.evaluate import eval_seed, evaluate
 from train.logger import RunLogger
@@ -45,15 +51,25 @@ class Session:
         stop: StopFlag | None = None,
     ):
         self.run, self.algo, self.resume = run, algo, resume
-        self.device = resolve_device(run.device)
+        self.dist = dist = distributed.current()
+        self.num_envs = distributed.env_slice(run.num_envs, dist.world_size)  # this rank's envs
+        self.device = dist.device(run.device)
         if run.threads > 0:
             torch.set_num_threads(run.threads)
-        seed_everything(run.seed)
-        self.envs = make_envs(run, self.device, run.num_envs, vectorization=run.vectorization)
-        self.eval_envs = make_envs(run, self.device, run.eval_episodes)
+        seed_everything(run.seed)  # the same on every rank: the nets start identical
+        self.envs = make_envs(run, self.device, self.num_envs, vectorization=run.vectorization)
+        self.eval_envs = make_envs(run, self.device, run.eval_episodes) if dist.is_main else None
         self.config = {
             "algo": algo, "run": dataclasses.asdict(run), algo: dataclasses.asdict(algo_config),
+            "world_size": dist.world_size,
         }
+        self.saved_world = resume.get("world_size", 1) if resume else dist.world_size
+        self.world_changed = self.saved_world != dist.world_size  # resumed on another count
+        # This rank's RNG, env and loop state in a data-parallel checkpoint of the same size.
+        self.rank_resume: dict | None = (
+            resume["rank_states"][dist.rank] if resume and dist.enabled and not self.world_changed
+            else None
+        )
         self.counters: dict[str, Any] = {
             "global_step": 0, "num_evals": 0, "train_seconds": 0.0, "best_return": None,
             "next_eval": run.eval_every or run.total_steps, "next_log": run.log_every,
@@ -68,6 +84,7 @@ class Session:
         self._start = time.perf_counter()
         self.obs: torch.Tensor | None = None  # the loop's current observation, for checkpoints
         self.algo_state: Callable[[], dict] = dict  # the agent's (and buffer's) checkpoint part
+        self.rank_state: Callable[[], dict] = dict  # the part of it that differs between ranks
         self.healthy: Callable[[], bool] = lambda: True  # False once a loss went NaN/inf
 
     @property
@@ -76,24 +93,36 @@ class Session:
 
     def begin(self, log: Callable[[str], None] = print) -> torch.Tensor:
         """Reset (or, resuming, restore) the envs and counters; open the logger; return obs."""
-        run = self.run
-        if self.resume is None:
+        run, dist = self.run, self.dist
+        if self.resume is None and dist.is_main:
             self.run_dir = make_run_dir(run, self.algo)
-        obs, _ = self.envs.reset(seed=run.seed)
+        self.run_dir = Path(dist.broadcast(str(self.run_dir)))
+        # Env i of the whole job gets seed + i, as in one process: rank r's slice starts at r·n.
+        first_env = dist.rank * self.num_envs
+        obs, _ = self.envs.reset(seed=run.seed + first_env)
         if self.resume is not None:
             ckpt = self.resume
             self.counters.update(ckpt["counters"])
             self.evals = [EvalPoint(*e) for e in ckpt["evals"]]
-            set_rng_state(ckpt["rng"])
-            if ckpt["env_state"] is not None and envs_lib.get_env_state(self.envs) is not None:
-                envs_lib.set_env_state(self.envs, ckpt["env_state"])
-                obs = ckpt["obs"].to(self.device)
+            mine = self.rank_resume or ckpt  # top level: rank 0's (all of a 1-process run)
+            set_rng_state(mine["rng"])
+            if self.world_changed:
+                if dist.is_main:
+                    log(f"note: the checkpoint was written by {self.saved_world} process(es), "
+                        f"resumed on {dist.world_size}: weights, optimizer, normalisation and "
+                        "counters continue exactly; the envs restart (episodes in progress are "
+                        "dropped) and the sampling RNGs are reseeded")
+                obs, _ = self.envs.reset(seed=run.seed + self.global_step + first_env)
+            elif mine["env_state"] is not None and envs_lib.get_env_state(self.envs) is not None:
+                envs_lib.set_env_state(self.envs, mine["env_state"])
+                obs = mine["obs"].to(self.device)
             else:
-                log("note: env state not restorable here; envs were reset with a fresh seed")
-                obs, _ = self.envs.reset(seed=run.seed + self.global_step)
+                if dist.is_main:
+                    log("note: env state not restorable here; envs were reset with a fresh seed")
+                obs, _ = self.envs.reset(seed=run.seed + self.global_step + first_env)
         self.logger = RunLogger(
             self.run_dir, total_steps=run.total_steps, start_step=self.global_step,
-            progress=run.progress,
+            progress=run.progress, main=dist.is_main, gather=dist.gather,
         )
         self.logger.write_config(self.config, self.run_dir)
         self._start = time.perf_counter() - self.counters["train_seconds"]
@@ -107,8 +136,10 @@ class Session:
     def should_stop(self, signals: StopFlag) -> bool:
         """True (and remembered why) once total_steps is reached or a signal asked to stop."""
         flag = self._stop or signals
-        if flag.requested:
-            self.stopped_by = flag.signal or "stop"
+        reason = (flag.signal or "stop") if flag.requested else None
+        reason = self.dist.agree_stop(reason)  # data-parallel: all ranks stop at the same step
+        if reason is not None:
+            self.stopped_by = reason
             return True
         return self.global_step >= self.run.total_steps
 
@@ -145,15 +176,27 @@ class Session:
         return reached
 
     def checkpoint(self, name: str) -> Path:
-        """Write one self-describing checkpoint file (never over a good one with a diverged agent)."""
+        """Write one self-describing checkpoint file (never over a good one with a diverged agent).
+
+        Data-parallel, every rank calls it: rank 0 gathers the ranks' own states (RNGs, envs,
+        observations, the algorithm's `rank_state`) into `rank_states` and writes the file; its
+        top level is rank 0's, so replay and 1-process tools read it as any checkpoint.
+        """
         if not self.healthy():  # sync
             raise self._diverged()
+        mine = {
+            "rng": rng_state(), "obs": self.obs.cpu(),
+            "env_state": envs_lib.get_env_state(self.envs),
+        }
+        ranks = self.dist.gather({**mine, **self.rank_state()}) if self.dist.enabled else None
+        if not self.dist.is_main:
+            return self.run_dir / name
         payload = {
             "algo": self.algo, "config": self.config, "counters": dict(self.counters),
-            "evals": [tuple(e) for e in self.evals], "rng": rng_state(),
-            "obs": self.obs.cpu(), "env_state": envs_lib.get_env_state(self.envs),
-            **self.algo_state(),
+            "evals": [tuple(e) for e in self.evals], **mine, **self.algo_state(),
         }
+        if ranks is not None:
+            payload.update(world_size=self.dist.world_size, rank_states=ranks)
         save_checkpoint(self.run_dir / name, payload)
         return self.run_dir / name
 
@@ -178,7 +221,8 @@ class Session:
         if self.logger is not None:
             self.logger.close()
         self.envs.close()
-        self.eval_envs.close()
+        if self.eval_envs is not None:
+            self.eval_envs.close()
 
     def _pause_clock(self) -> None:
         self.counters["train_seconds"] = time.perf_counter() - self._start
@@ -187,16 +231,23 @@ class Session:
         self._start = time.perf_counter() - self.counters["train_seconds"]
 
     def _evaluate(self, policy) -> float:
+        """Rank 0 evaluates (every rank holds the same policy) and tells the others the mean,
+        so that all take the same best-checkpoint and target-return decisions."""
         c = self.counters
-        returns = evaluate(policy, self.eval_envs, seed=eval_seed(self.run.seed, c["num_evals"]))
+        mean = None
+        if self.dist.is_main:
+            returns = evaluate(
+                policy, self.eval_envs, seed=eval_seed(self.run.seed, c["num_evals"])
+            )
+            self.logger.log_eval(c["global_step"], returns)
+            mean = float(returns.mean())
+            self.logger.message(
+                f"step {c['global_step']}: eval return {mean:.1f} ± {float(returns.std()):.1f} "
+                f"over {len(returns)} episodes"
+            )
+        mean = self.dist.broadcast(mean)
         c["num_evals"] += 1
-        self.logger.log_eval(c["global_step"], returns)
-        mean = float(returns.mean())
         self.evals.append(EvalPoint(c["global_step"], c["train_seconds"], mean))
-        self.logger.message(
-            f"step {c['global_step']}: eval return {mean:.1f} ± {float(returns.std()):.1f} "
-            f"over {len(returns)} episodes"
-        )
         return mean
 
     def _diverged(self) -> TrainingDiverged:

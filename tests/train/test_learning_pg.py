@@ -5,10 +5,10 @@ import torch
 
 from agents.pg import PGConfig
 from train.checkpoint import load_checkpoint
-from train.common import StopFlag
 from train.config import RunConfig
 from train.onpolicy import train_pg
 from train.presets import PG_PRESETS, apply_preset
+from train_testlib import StopAfter
 
 
 def preset_run(algo, env, tmp_path, **run_overrides):
@@ -26,21 +26,6 @@ def test_policy_gradient_solves_cartpole_within_its_preset(algo, threshold, tmp_
     assert result.stopped_by == "target_return", result.evals
     assert result.best_return >= threshold
     assert result.global_step <= PG_PRESETS[algo]["CartPole-v1"]["total_steps"]
-
-
-class StopAfter(StopFlag):
-    """Asks the loop to stop at its k-th check, as a SIGINT arriving then would."""
-
-    def __init__(self, k: int):
-        super().__init__()
-        self.checks, self.k = 0, k
-
-    @property
-    def requested(self) -> bool:
-        self.checks += 1
-        if self.checks > self.k:
-            self.signal = "SIGINT"
-        return self.signal is not None
 
 
 def test_ppo_stop_and_resume_is_bitwise_exact(tmp_path):

@@ -8,6 +8,7 @@ import subprocess
 from pathlib import Path
 
 from agents import DQNConfig
+from train.common import StopFlag
 from train.config import RunConfig
 
 # Small enough that 600 env steps take well under a second on one CPU core, large enough that
@@ -48,6 +49,21 @@ def run_many(
         out, err = proc.communicate(timeout=180)
         results[name] = subprocess.CompletedProcess(proc.args, proc.returncode, out, err)
     return results
+
+
+class StopAfter(StopFlag):
+    """Asks the loop to stop at its k-th check, as a SIGINT arriving then would."""
+
+    def __init__(self, k: int):
+        super().__init__()
+        self.checks, self.k = 0, k
+
+    @property
+    def requested(self) -> bool:
+        self.checks += 1
+        if self.checks > self.k:
+            self.signal = "SIGINT"
+        return self.signal is not None
 
 
 def event_files(run_dir: Path) -> list[Path]:
