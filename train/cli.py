@@ -36,7 +36,7 @@ COMMANDS = {
 # Settings a resumed run must keep: the env state, network and buffer are built from them.
 FIXED_ON_RESUME = {
     "env", "num_envs", "vectorization", "seed", "hidden", "dueling", "buffer_size",
-    "shared_trunk", "num_steps", "activation", "init_from",
+    "shared_trunk", "num_steps", "activation", "init_from", "init_parts",
 }
 
 
