@@ -112,7 +112,8 @@ def run_transfer_bench(opts: TransferBench) -> int:
           + (f" until step {opts.unfreeze_after})" if opts.unfreeze_after is not None else ")")
           if opts.freeze else ""))
     print(f"pretraining: {opts.expert_episodes} scripted episodes ({data.num_steps} steps, "
-          f"return {returns.mean():.1f}), {pretrained.best_epoch} epochs"
+          f"return {returns.mean():.1f}), {pretrained.epochs} epochs (weights of epoch "
+          f"{pretrained.best_epoch} kept)"
           + (f", validation accuracy {accuracy:.3f}" if accuracy is not None else "")
           + (f", cloned policy {cloned[0]:.1f}" if cloned is not None else "")
           + f"; {pretrain_seconds:.1f} s in all, not counted below")
