@@ -45,6 +45,8 @@ class TransferBench:
     """env steps between greedy evaluations (default: the preset's)"""
     target_return: float | None = None
     """the return to reach (default: the env's reward_threshold in Gymnasium's registry)"""
+    init_parts: Literal["all", "trunk"] = "all"
+    """load all the pretrained tensors, or only the trunk's (--init-parts trunk)"""
     freeze: bool = False
     """freeze the transferred trunk (--freeze trunk)"""
     unfreeze_after: int | None = None
@@ -73,7 +75,7 @@ def run_transfer_bench(opts: TransferBench) -> int:
     settings = {k: v for k, v in (("total_steps", opts.total_steps), ("eval_every", opts.eval_every))
                 if v is not None}
     settings["device"] = opts.device
-    init: dict[int, object] = {}
+    init_runs: dict[int, object] = {}
     scratch: dict[int, object] = {}
     # The loops print their settings and the transfer report: progress, so to stderr.
     with tempfile.TemporaryDirectory(prefix="rlplay-transfer-") as tmp, \
@@ -87,15 +89,16 @@ def run_transfer_bench(opts: TransferBench) -> int:
             run_name="pretrained", progress=False, device=opts.device,
         ))
         pretrain_seconds = time.perf_counter() - start
-        freeze = {"freeze": "trunk", "unfreeze_after": opts.unfreeze_after} if opts.freeze else {}
+        init = {"init_from": str(pretrained.run_dir), "init_parts": opts.init_parts}
+        if opts.freeze:
+            init.update(freeze="trunk", unfreeze_after=opts.unfreeze_after)
         try:
             for seed in opts.seeds:
                 scratch[seed] = summarize(run_preset(opts.algo, opts.env, seed=seed, **settings), target)
                 print(f"seed {seed} scratch: {describe(scratch[seed], target)}")
-                init[seed] = summarize(run_preset(
-                    opts.algo, opts.env, seed=seed, init_from=str(pretrained.run_dir),
-                    **freeze, **settings), target)
-                print(f"seed {seed} init:    {describe(init[seed], target)}")
+                init_runs[seed] = summarize(run_preset(opts.algo, opts.env, seed=seed, **init,
+                                                       **settings), target)
+                print(f"seed {seed} init:    {describe(init_runs[seed], target)}")
         except KeyboardInterrupt:
             print("\ninterrupted: no results")
             return 130
@@ -104,13 +107,15 @@ def run_transfer_bench(opts: TransferBench) -> int:
     accuracy = pretrained.val_accuracy
     cloned = pretrained.cloned_return
     print(f"\n{opts.algo.upper()} on {opts.env}, target return {target:g}: scratch vs "
-          f"--init-from a {opts.task} pretraining" + (" (trunk frozen"
+          f"--init-from a {opts.task} pretraining"
+          + (" (its trunk only)" if opts.init_parts == "trunk" else "") + (" (trunk frozen"
           + (f" until step {opts.unfreeze_after})" if opts.unfreeze_after is not None else ")")
           if opts.freeze else ""))
     print(f"pretraining: {opts.expert_episodes} scripted episodes ({data.num_steps} steps, "
-          f"return {returns.mean():.1f}), {pretrained.best_epoch} epochs"
+          f"return {returns.mean():.1f}), {pretrained.epochs} epochs (weights of epoch "
+          f"{pretrained.best_epoch} kept)"
           + (f", validation accuracy {accuracy:.3f}" if accuracy is not None else "")
           + (f", cloned policy {cloned[0]:.1f}" if cloned is not None else "")
           + f"; {pretrain_seconds:.1f} s in all, not counted below")
-    print(table(opts.seeds, init, scratch, target=target, labels=("init", "scratch")))
+    print(table(opts.seeds, init_runs, scratch, target=target, labels=("init", "scratch")))
     return 0

@@ -48,6 +48,9 @@ class RunConfig:
     """show a progress bar"""
     init_from: str | None = None
     """start the network from a pretrained one: a run folder or checkpoint of `rlplay pretrain`"""
+    init_parts: Literal["all", "trunk"] = "all"
+    """with --init-from: load all the tensors the pretraining fitted, or only the trunk's (the
+    head stays at initialisation: e.g. DQN from a BC run without its logits as Q-values)"""
     freeze: Literal["trunk"] | None = None
     """with --init-from: keep the loaded trunk's weights fixed during RL updates"""
     unfreeze_after: int | None = None
@@ -70,6 +73,8 @@ class RunConfig:
             not self.run_name or "/" in self.run_name or self.run_name in (".", "..")
         ):
             raise ValueError(f"run_name must be a plain folder name, got {self.run_name!r}")
+        if self.init_parts != "all" and self.init_from is None:
+            raise ValueError("init_parts needs init_from: it chooses what to load from it")
         if self.freeze is not None and self.init_from is None:
             raise ValueError("freeze needs init_from: only pretrained weights are worth freezing")
         if self.unfreeze_after is not None and (self.freeze is None or self.unfreeze_after < 0):

@@ -42,6 +42,7 @@ from train.evaluate import eval_seed, evaluate
 from train.logger import write_config
 from train.onpolicy import to_env_action
 from train.presets import apply_preset
+from train.transfer import trunk_prefixes
 
 NET_CONFIGS = {"dqn": DQNConfig, "ppo": PGConfig, "a2c": PGConfig, "reinforce": PGConfig}
 
@@ -145,12 +146,9 @@ def trained_names(net: nn.Module, task: str) -> list[str]:
     """The state-dict entries a task fits: the trunk (and its input statistics), plus the action
     head for bc. The critic, the value head, the dueling value stream stay at initialisation
     (a softmax over Q-values is blind to V(s), so BC cannot teach it)."""
-    if isinstance(net, ActorCritic):
-        prefixes = ["actor_trunk.", "obs_norm."] + (["critic_trunk."] if net.shared else [])
-        prefixes += ["policy_head."] if task == "bc" else []
-    else:
-        prefixes = ["trunk."] + (["head.", "advantage."] if task == "bc" else [])
-    return [name for name in net.state_dict() if name.startswith(tuple(prefixes))]
+    heads = ("policy_head.",) if isinstance(net, ActorCritic) else ("head.", "advantage.")
+    prefixes = trunk_prefixes(net) + (heads if task == "bc" else ())
+    return [name for name in net.state_dict() if name.startswith(prefixes)]
 
 
 def policy_output(net: nn.Module, obs: torch.Tensor) -> torch.Tensor:

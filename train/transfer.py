@@ -18,7 +18,7 @@ from train.config import RunConfig
 from train.dataset import check_matches, space_from_json
 from train.errors import UserError
 
-# The trunk of each network: what `--freeze trunk` holds fixed.
+# The trunk of each network: what `--freeze trunk` holds fixed and `--init-parts trunk` loads.
 TRUNKS = {"ActorCritic": "actor_trunk", "QNetwork": "trunk"}
 # Settings of a network that decide what its tensors mean; the init log-std is only a start.
 IGNORED_KWARGS = {"init_log_std"}
@@ -28,6 +28,13 @@ class Transfer(NamedTuple):
     source: Path  # the pretrained checkpoint file
     loaded: list[str]  # state-dict entries copied from it
     left: list[str]  # entries left at initialisation
+
+
+def trunk_prefixes(net: nn.Module) -> tuple[str, ...]:
+    """State-dict prefixes of the trunk: its layers, the observation statistics it reads its
+    input through, and with a shared trunk (`--shared-trunk`) its second name, the critic's."""
+    shared = ("critic_trunk.",) if getattr(net, "shared", False) else ()
+    return (TRUNKS[type(net).__name__] + ".", "obs_norm.", *shared)
 
 
 def load_pretrained(path: str | Path) -> tuple[dict, Path]:
@@ -44,8 +51,10 @@ def load_pretrained(path: str | Path) -> tuple[dict, Path]:
 def init_from(
     path: str | Path, net: nn.Module, net_kwargs: dict, *, env_id: str,
     observation_space: gym.Space, action_space: gym.Space, copies: tuple[nn.Module, ...] = (),
+    parts: str = "all",
 ) -> Transfer:
-    """Load the pretrained tensors into `net` (and `copies`, e.g. DQN's target net)."""
+    """Load the pretrained tensors into `net` (and `copies`, e.g. DQN's target net): all that
+    the pretraining fitted, or with `parts="trunk"` only the trunk's (the head stays at init)."""
     ckpt, file = load_pretrained(path)
     ds = ckpt["dataset"]
     check_matches(
@@ -76,6 +85,8 @@ def init_from(
             + "; ".join(differ) + "); pretrain and train with the same network settings"
         )
     loaded = list(ckpt["trained"])
+    if parts == "trunk":
+        loaded = [name for name in loaded if name.startswith(trunk_prefixes(net))]
     net.load_state_dict({name: theirs[name] for name in loaded}, strict=False)
     for other in copies:
         other.load_state_dict(net.state_dict())
@@ -124,7 +135,7 @@ def prepare(
         transfer = init_from(
             run.init_from, net, net_kwargs, env_id=run.env,
             observation_space=envs.single_observation_space,
-            action_space=envs.single_action_space, copies=copies,
+            action_space=envs.single_action_space, copies=copies, parts=run.init_parts,
         )
         describe(transfer, net, report)
     return Freezer(net, run, report)

@@ -8,10 +8,14 @@ import pytest
 import torch
 
 from train.checkpoint import BEST, load_checkpoint
-from train.collect import CollectArgs, collect
-from train.dataset import save_dataset
+from train.collect import CollectArgs, collect, record
+from train.common import make_envs
+from train.config import RunConfig
+from train.dataset import from_episodes, load_dataset, save_dataset
 from train.errors import TrainingDiverged
-from train.pretrain import PretrainConfig, build_net, pretrain, trained_names
+from train.pretrain import (
+    PretrainConfig, build_net, greedy_policy, pretrain, pretrained_net, trained_names,
+)
 from train_testlib import event_files, read_events, scalar_values
 
 
@@ -107,3 +111,38 @@ def test_pretraining_is_seeded(expert_data, tmp_path):
     a, b = (load_checkpoint(r.run_dir)[0]["state"] for r in runs)
     assert all(torch.equal(a[k], b[k]) for k in a)
     assert np.isclose(runs[0].val_loss, runs[1].val_loss)
+
+
+def _pendulum_expert(obs):
+    """A smooth made-up controller (B, 1): torque against the angle's sine and the spin. It is
+    no good at swinging up (worse than random): the test is about cloning, not solving."""
+    return (-1.5 * obs[:, 1:2] - 0.4 * obs[:, 2:3]).clamp(-2.0, 2.0)
+
+
+def test_bc_on_continuous_actions_fits_the_mean_by_mse(tmp_path):
+    # 6 Pendulum episodes (1,200 steps) of a deterministic controller; PPO's Pendulum preset
+    # (Gaussian policy, observation normalisation). The loss is the MSE of the Gaussian mean.
+    envs = make_envs(RunConfig(env="Pendulum-v1"), torch.device("cpu"), 3)
+    try:
+        episodes = record(envs, _pendulum_expert, episodes=6, seed=5)
+        spaces = envs.single_observation_space, envs.single_action_space
+    finally:
+        envs.close()
+    save_dataset(tmp_path / "data", from_episodes("Pendulum-v1", *spaces, episodes))
+    result = pretrain(_config(tmp_path / "data", tmp_path / "runs", max_epochs=60, batch_size=64,
+                              eval_episodes=2), log=lambda _: None)
+    assert result.val_accuracy is None  # no accuracy for continuous actions
+    val = scalar_values(read_events(event_files(result.run_dir)[0]), "pretrain/val_loss")
+    data = load_dataset(tmp_path / "data")
+    expert_actions = torch.as_tensor(data.actions)  # (M, 1)
+    constant_guess = float(expert_actions.var(unbiased=False))  # MSE of predicting the mean
+    assert val[0][1] > 5 * result.val_loss  # it learnt: the best epoch is far below the first
+    assert result.val_loss < 0.02 * constant_guess
+    ckpt, _ = load_checkpoint(result.run_dir)
+    assert "obs_norm.mean" in ckpt["trained"] and "log_std" not in ckpt["trained"]
+    # The cloned policy's actions (the Gaussian mean, clipped to the Box) are the expert's.
+    policy = greedy_policy(pretrained_net(ckpt, "cpu"), data.action_space)
+    with torch.no_grad():
+        cloned = policy(torch.as_tensor(data.obs))
+    assert cloned.shape == expert_actions.shape
+    assert float((cloned - expert_actions).abs().mean()) < 0.05  # on a torque range of [-2, 2]

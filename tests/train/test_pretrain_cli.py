@@ -89,7 +89,14 @@ BAD = {  # name: (arguments after `rlplay`, the one-line error it must give)
 def afterwards(workflow):
     """Replay of the cloned policy and the bad inputs, all at once."""
     cwd, _ = workflow
-    commands = {"replay": [RLPLAY, "replay", "runs/bc", "--episodes", "1"]}
+    commands = {
+        "replay": [RLPLAY, "replay", "runs/bc", "--episodes", "1"],
+        "trunk_only": [RLPLAY, "train", "ppo", "--env", "CartPole-v1", "--init-from", "runs/bc",
+                       "--init-parts", "trunk", "--hidden", "16", "16", "--num-envs", "2",
+                       "--num-steps", "32", "--total-steps", "64", "--eval-every", "0",
+                       "--eval-episodes", "1", "--run-name", "trunk", "--no-progress",
+                       "--device", "cpu"],
+    }
     for name, (args, _) in BAD.items():
         commands[name] = [RLPLAY, *args, "--runs-dir", "bad_runs", "--no-progress"]
     return cwd, run_many(commands, cwd)
@@ -100,6 +107,15 @@ def test_replay_plays_the_cloned_policy(afterwards):
     proc = results["replay"]
     assert proc.returncode == 0, proc.stderr
     assert "mean return over 1 episodes" in proc.stdout
+
+
+def test_init_parts_trunk_leaves_the_policy_head_at_init(afterwards):
+    _, results = afterwards
+    proc = results["trunk_only"]
+    assert proc.returncode == 0, proc.stderr
+    assert "init from runs/bc/best.pt: 4 tensors loaded, 8 left at initialisation" in proc.stdout
+    assert "  loaded  actor_trunk.0.2.bias (16,)" in proc.stdout
+    assert "  at init policy_head.weight (2, 16)" in proc.stdout
 
 
 @pytest.mark.parametrize("case", list(BAD))

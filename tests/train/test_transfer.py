@@ -78,6 +78,50 @@ def test_dqn_gets_trunk_and_advantage_head_in_both_nets(pretrained):
         assert all(torch.equal(net.state_dict()[k], theirs[k]) for k in transfer.loaded)
 
 
+DQN_TRUNK = ["trunk.0.0.weight", "trunk.0.0.bias", "trunk.0.2.weight", "trunk.0.2.bias"]
+
+
+def test_init_parts_trunk_loads_the_trunk_and_leaves_the_head_at_init(pretrained):
+    sizes = space_sizes(CARTPOLE.observation_space, CARTPOLE.action_space)
+    agent = DQNAgent(DQNConfig(hidden=(16, 16), dueling=True), **sizes)
+    before = copy.deepcopy(agent.q_net.state_dict())
+    transfer = init_from(pretrained["dqn"], agent.q_net, agent.net_kwargs, **SPACES,
+                         copies=(agent.target_net,), parts="trunk")
+    assert transfer.loaded == DQN_TRUNK
+    assert transfer.left == ["value.weight", "value.bias", "advantage.weight", "advantage.bias"]
+    theirs = load_checkpoint(pretrained["dqn"])[0]["state"]
+    # The BC run did fit the advantage head, so leaving it is a choice, not a no-op.
+    assert not torch.equal(theirs["advantage.weight"], before["advantage.weight"])
+    for net in (agent.q_net, agent.target_net):
+        state = net.state_dict()
+        assert all(torch.equal(state[k], theirs[k]) for k in DQN_TRUNK)
+        assert all(torch.equal(state[k], before[k]) for k in transfer.left)
+    # The same for the policy-gradient net: its trunk, not its policy head.
+    pg = _pg_agent()
+    transfer = init_from(pretrained["ppo"], pg.net, pg.net_kwargs, **SPACES, parts="trunk")
+    assert transfer.loaded == ACTOR[:4]
+    assert transfer.left == CRITIC[:4] + ACTOR[4:] + CRITIC[4:]  # in the state dict's order
+
+
+def test_dqn_loop_starts_from_the_pretrained_trunk_and_its_own_head(tmp_path, pretrained):
+    from train.offpolicy import train_dqn
+
+    def start(name, **kw):  # the nets as the loop starts: fewer env steps than learning_starts
+        run, cfg = tiny_configs(tmp_path, total_steps=50, eval_every=0, dueling=True,
+                                run_name=name, **kw)
+        agent = load_checkpoint(train_dqn(run, cfg).run_dir / LATEST)[0]["agent"]
+        return agent["q_net"], agent["target_net"]
+
+    theirs = load_checkpoint(pretrained["dqn"])[0]["state"]
+    scratch, _ = start("scratch")
+    for net in start("trunk", init_from=str(pretrained["dqn"]), init_parts="trunk"):
+        for name in DQN_TRUNK:
+            assert torch.equal(net[name], theirs[name])
+            assert not torch.equal(net[name], scratch[name])
+        for name in ("value.weight", "value.bias", "advantage.weight", "advantage.bias"):
+            assert torch.equal(net[name], scratch[name]), name  # the seed's own initialisation
+
+
 def _tiny_pg_run(tmp_path, pretrained, **run_kw):
     run, _ = tiny_configs(tmp_path, total_steps=512, eval_every=256, **run_kw)
     cfg = PGConfig(hidden=(16, 16), num_steps=32, num_minibatches=2, update_epochs=2)
@@ -134,3 +178,5 @@ def test_freeze_flags_need_what_they_act_on():
     with pytest.raises(ValueError, match="unfreeze_after needs freeze"):
         RunConfig(init_from="x", unfreeze_after=10)
     assert dataclasses.replace(RunConfig(init_from="x", freeze="trunk"), unfreeze_after=0)
+    with pytest.raises(ValueError, match="init_parts needs init_from"):
+        RunConfig(init_parts="trunk")
