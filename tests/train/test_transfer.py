@@ -219,3 +219,17 @@ def test_freeze_flags_need_what_they_act_on():
     assert dataclasses.replace(RunConfig(init_from="x", freeze="trunk"), unfreeze_after=0)
     with pytest.raises(ValueError, match="init_parts needs init_from"):
         RunConfig(init_parts="trunk")
+
+
+def test_incomplete_pretrained_checkpoint_and_bench_flags_are_refused(pretrained, tmp_path):
+    from train.bench_transfer import TransferBench, run_transfer_bench
+    from train.checkpoint import save_checkpoint
+
+    ckpt = load_checkpoint(pretrained["ppo"])[0]
+    del ckpt["trained"]
+    save_checkpoint(tmp_path / "best.pt", ckpt)
+    agent = _pg_agent()
+    with pytest.raises(UserError, match=r"best\.pt is incomplete or corrupt \(no 'trained'\)"):
+        init_from(tmp_path, agent.net, agent.net_kwargs, **SPACES)
+    with pytest.raises(UserError, match="--unfreeze-after needs --freeze"):
+        run_transfer_bench(TransferBench(env="CartPole-v1", unfreeze_after=10))
