@@ -22,8 +22,9 @@ import tyro
 from train.bench import describe, run_preset, summarize, table
 from train.collect import SCRIPTED, CollectArgs, collect
 from train.config import resolve_device
-from train.dataset import save_dataset, task_of
+from train.dataset import save_dataset
 from train.errors import UserError
+from train.presets import task_of
 from train.pretrain import PretrainConfig, pretrain
 
 
@@ -66,6 +67,8 @@ def run_transfer_bench(opts: TransferBench) -> int:
         raise UserError(f"no scripted expert for {opts.env}; experts: {', '.join(SCRIPTED)}")
     if not opts.seeds or len(set(opts.seeds)) != len(opts.seeds):
         raise UserError("--seeds needs at least one seed, each once")
+    if opts.unfreeze_after is not None and not opts.freeze:
+        raise UserError("--unfreeze-after needs --freeze: only a frozen trunk can be unfrozen")
     resolve_device(opts.device)
     target = opts.target_return
     if target is None:

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import pickle
 import random
+import shutil
 import tempfile
 import zipfile
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -19,26 +22,45 @@ VERSION = 1
 LATEST, BEST = "latest.pt", "best.pt"
 
 
+@contextlib.contextmanager
+def atomic_write(path: Path, *, folder: bool = False) -> Iterator[Path]:
+    """Yield a temp file (or folder) beside `path` to fill; renamed onto `path` if the block
+    succeeds, removed if it fails, so `path` is never left half-written."""
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise UserError(f"cannot create the folder {path.parent}: {e.strerror}") from None
+    if folder:
+        tmp, mode = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)), 0o777
+    else:
+        fd, name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+        os.close(fd)
+        tmp, mode = Path(name), 0o666
+    umask = os.umask(0)
+    os.umask(umask)
+    try:
+        os.chmod(tmp, mode & ~umask)  # mkstemp's/mkdtemp's 0600/0700 would ignore the user's umask
+        yield tmp
+        if folder and path.is_dir():
+            path.rmdir()  # must be empty: os.replace cannot replace a folder
+        os.replace(tmp, path)
+    except BaseException:
+        if folder:
+            shutil.rmtree(tmp, ignore_errors=True)
+        else:
+            tmp.unlink(missing_ok=True)
+        raise
+
+
 def save_checkpoint(path: str | Path, payload: dict) -> None:
     """Write `payload` to `path` atomically: a temp file in the same folder, fsync, os.replace.
 
     A crash mid-write leaves the previous checkpoint intact, never a half-written file.
     """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    umask = os.umask(0)
-    os.umask(umask)
-    try:
-        os.chmod(tmp, 0o666 & ~umask)  # mkstemp's 0600 would ignore the user's umask
-        with os.fdopen(fd, "wb") as f:
-            torch.save({"format": FORMAT, "version": VERSION, **payload}, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_write(Path(path)) as tmp, open(tmp, "wb") as f:
+        torch.save({"format": FORMAT, "version": VERSION, **payload}, f)
+        f.flush()
+        os.fsync(f.fileno())
 
 
 def find_checkpoint(path: str | Path, prefer: str = LATEST) -> Path:

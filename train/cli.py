@@ -38,7 +38,8 @@ DATA_PARALLEL = ("ppo", "a2c", "reinforce")  # the loops that train with --nproc
 # Settings a resumed run must keep: the env state, network and buffer are built from them.
 FIXED_ON_RESUME = {
     "env", "num_envs", "vectorization", "seed", "hidden", "dueling", "buffer_size",
-    "shared_trunk", "num_steps", "activation", "init_from", "init_parts",
+    "shared_trunk", "num_steps", "activation", "init_from", "init_parts", "freeze",
+    "unfreeze_after",
 }
 
 

@@ -13,8 +13,9 @@ import tyro
 from train.checkpoint import BEST, LATEST, load_checkpoint
 from train.common import make_envs
 from train.config import RunConfig, resolve_device
-from train.dataset import Dataset, from_episodes, save_dataset, task_of
+from train.dataset import Dataset, check_new_path, from_episodes, save_dataset
 from train.errors import UserError
+from train.presets import task_of
 
 Policy = Callable[[torch.Tensor], torch.Tensor]
 
@@ -56,6 +57,7 @@ class CollectArgs:
 def collect_command(argv: list[str]) -> int:
     args = tyro.cli(CollectArgs, args=argv, prog="rlplay collect",
                     description="Record episodes of a policy into a dataset for `rlplay pretrain`.")
+    check_new_path(args.out)  # before recording, not after
     data = collect(args)
     path = save_dataset(args.out, data)
     returns = data.episode_returns
@@ -107,9 +109,12 @@ def _source(args: CollectArgs, device) -> tuple[str, Callable[[gym.Space], Polic
     from train.play import POLICY_LOADERS, env_of  # play imports the loops; only a run needs them
 
     ckpt, file = load_checkpoint(args.source, prefer=BEST if args.checkpoint == "best" else LATEST)
-    if ckpt["algo"] not in POLICY_LOADERS:
-        raise UserError(f"{file}: cannot play algorithm '{ckpt['algo']}'")
-    env_id = env_of(ckpt)
+    try:
+        if ckpt["algo"] not in POLICY_LOADERS:
+            raise UserError(f"{file}: cannot play algorithm '{ckpt['algo']}'")
+        env_id = env_of(ckpt)
+    except KeyError as e:
+        raise UserError(f"{file} is incomplete or corrupt (no {e})") from None
     if args.env is not None and task_of(args.env) != task_of(env_id):
         raise UserError(f"{file} was trained on {env_id}, not {args.env}")
     return (args.env or env_id,

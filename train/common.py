@@ -19,17 +19,15 @@ from train.config import RunConfig
 from train.errors import UserError
 
 
-def make_run_dir(run: RunConfig, algo: str) -> Path:
+def make_run_dir(run: RunConfig, algo: str, *, resumable: bool = True) -> Path:
     """runs/{env}__{algo}__{seed}__{time} (or runs/{run_name}); must not exist yet."""
     name = run.run_name or (
         f"{run.env.replace('/', '-').replace(':', '-')}__{algo}__{run.seed}__{int(time.time())}"
     )
     run_dir = Path(run.runs_dir) / name
     if run_dir.exists() and any(run_dir.iterdir()):
-        raise UserError(
-            f"run folder {run_dir} already exists; pick another --run-name or continue it with "
-            f"--resume {run_dir}"
-        )
+        again = f" or continue it with --resume {run_dir}" if resumable else " or remove it"
+        raise UserError(f"run folder {run_dir} already exists; pick another --run-name{again}")
     run_dir.mkdir(parents=True, exist_ok=True)
     return run_dir
 

@@ -69,16 +69,19 @@ class RunConfig:
         for name in ("eval_every", "checkpoint_every", "threads"):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
-        if self.run_name is not None and (
-            not self.run_name or "/" in self.run_name or self.run_name in (".", "..")
-        ):
-            raise ValueError(f"run_name must be a plain folder name, got {self.run_name!r}")
+        check_run_name(self.run_name)
         if self.init_parts != "all" and self.init_from is None:
             raise ValueError("init_parts needs init_from: it chooses what to load from it")
         if self.freeze is not None and self.init_from is None:
             raise ValueError("freeze needs init_from: only pretrained weights are worth freezing")
         if self.unfreeze_after is not None and (self.freeze is None or self.unfreeze_after < 0):
             raise ValueError("unfreeze_after needs freeze and must be >= 0")
+
+
+def check_run_name(run_name: str | None) -> None:
+    """A run name is one plain folder name under runs_dir (None: the default name)."""
+    if run_name is not None and (not run_name or "/" in run_name or run_name in (".", "..")):
+        raise ValueError(f"run_name must be a plain folder name, got {run_name!r}")
 
 
 def resolve_device(name: str) -> torch.device:

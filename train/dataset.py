@@ -15,9 +15,6 @@ cannot run code, and checks every array against the metadata. Why not Minari its
 from __future__ import annotations
 
 import json
-import os
-import shutil
-import tempfile
 import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -26,8 +23,9 @@ from typing import Any
 import gymnasium as gym
 import numpy as np
 
-from train.checkpoint import check_format
+from train.checkpoint import atomic_write, check_format
 from train.errors import UserError
+from train.presets import task_of
 
 FORMAT = "rlplay-dataset"
 VERSION = 1
@@ -132,11 +130,6 @@ def space_from_json(data: dict) -> gym.Space:
     raise ValueError(f"unknown space type {data['type']!r}")
 
 
-def task_of(env_id: str) -> str:
-    """The task an env id names: `rlplay/CartPole-v1` and `module:CartPole-v1` are CartPole-v1."""
-    return env_id.rpartition(":")[2].removeprefix("rlplay/")
-
-
 def check_matches(
     what: str, env_id: str, observation_space: gym.Space, action_space: gym.Space,
     target_env: str, target_obs: gym.Space, target_action: gym.Space,
@@ -153,12 +146,20 @@ def check_matches(
 # --- save and load -------------------------------------------------------------------------------
 
 
-def save_dataset(path: str | Path, data: Dataset) -> Path:
-    """Write the dataset folder atomically: built in a temp folder beside it, then renamed."""
+def check_new_path(path: str | Path) -> Path:
+    """`path` as a dataset folder still to write: absent (or empty), under folders, or a UserError."""
     path = Path(path)
     if path.exists() and (not path.is_dir() or any(path.iterdir())):
         raise UserError(f"{path} already exists; pick another --out or remove it")
-    path.parent.mkdir(parents=True, exist_ok=True)
+    blocker = next((p for p in path.parents if p.exists() and not p.is_dir()), None)
+    if blocker is not None:
+        raise UserError(f"cannot write {path}: {blocker} is a file, not a folder")
+    return path
+
+
+def save_dataset(path: str | Path, data: Dataset) -> Path:
+    """Write the dataset folder atomically: built in a temp folder beside it, then renamed."""
+    path = check_new_path(path)
     arrays = {
         "observations": data.observations, "actions": data.actions, "rewards": data.rewards,
         "terminations": data.terminations, "truncations": data.truncations,
@@ -172,19 +173,9 @@ def save_dataset(path: str | Path, data: Dataset) -> Path:
         "arrays": {k: {"shape": list(a.shape), "dtype": str(a.dtype)} for k, a in arrays.items()},
         **data.info,
     }
-    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
-    umask = os.umask(0)
-    os.umask(umask)
-    try:
-        os.chmod(tmp, 0o777 & ~umask)  # mkdtemp's 0700 would ignore the user's umask
+    with atomic_write(path, folder=True) as tmp:
         np.savez_compressed(tmp / ARRAYS, **arrays)
         (tmp / METADATA).write_text(json.dumps(metadata, indent=2) + "\n")
-        if path.exists():
-            path.rmdir()  # empty (checked above); os.replace cannot replace a folder
-        os.replace(tmp, path)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     return path
 
 
@@ -213,12 +204,12 @@ def load_dataset(path: str | Path) -> Dataset:
         data = Dataset(
             metadata["env_id"], space_from_json(metadata["observation_space"]),
             space_from_json(metadata["action_space"]),
-            *(arrays[k] for k in ("observations", *STEP_ARRAYS, "episode_lengths")),
+            *(arrays[k] for k in ARRAY_NAMES),
             info={k: v for k, v in metadata.items() if k not in _OWN_KEYS},
         )
-    except (KeyError, ValueError, TypeError) as e:
+        problem = _inconsistency(data, metadata)
+    except (KeyError, ValueError, TypeError, IndexError) as e:
         raise UserError(f"{path} is incomplete or corrupt (missing or bad {e})") from None
-    problem = _inconsistency(data, metadata)
     if problem:
         raise UserError(f"{path} is inconsistent: {problem}")
     return data
@@ -230,6 +221,17 @@ _OWN_KEYS = {"format", "version", "env_id", "observation_space", "action_space",
 
 def _inconsistency(data: Dataset, metadata: dict) -> str | None:
     """What does not add up between the arrays, the spaces and the metadata (None: all does)."""
+    declared = metadata["arrays"]
+    for name in ARRAY_NAMES:
+        a, spec = getattr(data, name), declared[name]
+        if list(a.shape) != list(spec["shape"]) or str(a.dtype) != spec["dtype"]:
+            return (f"{name} is {a.dtype} of shape {a.shape}, the metadata says {spec['dtype']} "
+                    f"of shape {tuple(spec['shape'])}")
+    kinds = {"terminations": "b", "truncations": "b", "episode_lengths": "iu", "rewards": "f",
+             "actions": _kinds(data.action_space), "observations": _kinds(data.observation_space)}
+    for name, kind in kinds.items():
+        if getattr(data, name).dtype.kind not in kind:
+            return f"{name} are {getattr(data, name).dtype}, expected {_KIND_NAMES[kind]}"
     e, m = data.num_episodes, data.num_steps
     if e != metadata["num_episodes"] or m != metadata["num_steps"]:
         return f"{e} episodes of {m} steps, the metadata says {metadata['num_episodes']} of {metadata['num_steps']}"
@@ -247,4 +249,28 @@ def _inconsistency(data: Dataset, metadata: dict) -> str | None:
         data.terminations[ends] | data.truncations[ends]
     ).all():
         return "episodes must end exactly at their last step (terminated or truncated)"
+    if not np.isfinite(data.rewards).all():
+        return "rewards hold NaN or infinite values"
+    for name, space in (("observations", data.observation_space), ("actions", data.action_space)):
+        outside = _outside(getattr(data, name), space)
+        if outside is not None:
+            return f"{name}[{outside}] is NaN or outside {space}"
     return None
+
+
+ARRAY_NAMES = ("observations", *STEP_ARRAYS, "episode_lengths")
+_KIND_NAMES = {"b": "bool", "iu": "integers", "f": "floats"}
+
+
+def _kinds(space: gym.Space) -> str:
+    return "iu" if isinstance(space, gym.spaces.Discrete) else "f"
+
+
+def _outside(values: np.ndarray, space: gym.Space) -> int | None:
+    """The first row of `values` that is not in `space` (NaN never is), or None."""
+    if isinstance(space, gym.spaces.Discrete):
+        ok = (values >= space.start) & (values < space.start + space.n)
+    else:  # comparisons with NaN are False
+        ok = (values >= space.low) & (values <= space.high)
+    bad = np.flatnonzero(~ok.reshape(len(values), -1).all(axis=1))
+    return int(bad[0]) if len(bad) else None

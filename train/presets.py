@@ -123,12 +123,16 @@ PRESETS = {"dqn": DQN_PRESETS, **PG_PRESETS}
 BASES = {"dqn": {}, **PG_BASE}
 
 
+def task_of(env_id: str) -> str:
+    """The task an env id names: `rlplay/CartPole-v1` and `module:CartPole-v1` are CartPole-v1."""
+    return env_id.rpartition(":")[2].removeprefix("rlplay/")
+
+
 def apply_preset(algo: str, env_id: str, *configs: Any) -> tuple[list[Any], dict[str, Any]]:
     """Return copies of `configs` with the algorithm's base settings and the preset for
     (algo, env_id) applied, and the env preset."""
     # rlplay/CartPole-v1 is CartPole-v1 (the same dynamics, on tensors): the same presets.
-    task = env_id.rpartition(":")[2].removeprefix("rlplay/")
-    env_preset = PRESETS.get(algo, {}).get(task, {})
+    env_preset = PRESETS.get(algo, {}).get(task_of(env_id), {})
     preset = {**BASES.get(algo, {}), **env_preset}
     out = []
     for config in configs:

@@ -35,7 +35,7 @@ from nets import ActorCritic, DynamicsHead, QNetwork, encode_obs, policy_sizes, 
 from train.checkpoint import BEST, save_checkpoint
 from train.common import make_envs, make_run_dir, seed_everything
 from train.collect import random_actions
-from train.config import RunConfig, resolve_device
+from train.config import RunConfig, check_run_name, resolve_device
 from train.dataset import Dataset, check_matches, load_dataset, space_to_json
 from train.errors import TrainingDiverged, UserError
 from train.evaluate import eval_seed, evaluate
@@ -57,6 +57,14 @@ class PretrainConfig:
     """the agent whose network to pretrain, built as `rlplay train NET --env <dataset env>` builds it"""
     hidden: tuple[int, ...] | None = None
     """hidden layer sizes (default: the agent's preset for the env); train with the same"""
+    activation: Literal["tanh", "relu"] | None = None
+    """ppo/a2c/reinforce: hidden-layer activation (default: the preset's); train with the same"""
+    shared_trunk: bool | None = None
+    """ppo/a2c/reinforce: actor and critic share the trunk (default: the preset's)"""
+    norm_obs: bool | None = None
+    """ppo/a2c/reinforce: normalise observations by running statistics (default: the preset's)"""
+    dueling: bool | None = None
+    """dqn: dueling head (default: the preset's); train with the same"""
     max_epochs: int = 200
     """passes over the training split at most"""
     patience: int = 20
@@ -66,7 +74,8 @@ class PretrainConfig:
     learning_rate: float = 1e-3
     """Adam learning rate"""
     val_fraction: float = 0.2
-    """share of the episodes held out for validation (whole episodes: no leakage)"""
+    """share of the episodes held out for validation (whole episodes, at least one for each split:
+    no leakage, so a dataset needs 2 episodes or more)"""
     eval_episodes: int = 10
     """bc: episodes the cloned policy plays in the env for the report"""
     seed: int = 1
@@ -92,6 +101,15 @@ class PretrainConfig:
             raise ValueError(f"learning_rate must be positive, got {self.learning_rate}")
         if self.hidden is not None and (not self.hidden or min(self.hidden) <= 0):
             raise ValueError(f"hidden must be one or more positive sizes, got {self.hidden}")
+        check_run_name(self.run_name)
+
+    @property
+    def net_settings(self) -> dict:
+        """The network fields set on the command line (None: the agent's preset decides)."""
+        return {name: getattr(self, name) for name in NET_FIELDS if getattr(self, name) is not None}
+
+
+NET_FIELDS = ("hidden", "activation", "shared_trunk", "norm_obs", "dueling")
 
 
 class PretrainResult(NamedTuple):
@@ -113,32 +131,45 @@ class Split(NamedTuple):
 
 
 def build_net(
-    net: str, env_id: str, observation_space: gym.Space, action_space: gym.Space,
-    hidden: tuple[int, ...] | None, device: torch.device,
+    net: str, env_id: str, observation_space: gym.Space, action_space: gym.Space, *,
+    device: torch.device, **settings,
 ) -> tuple[nn.Module, dict]:
-    """The network (and its constructor's kwargs) that `rlplay train NET --env ENV` builds."""
+    """The network (and its constructor's kwargs) that `rlplay train NET --env ENV` builds, with
+    `settings` (hidden, activation, ...; None: the preset's) as train's flags would set them."""
     (_, cfg), _ = apply_preset(net, env_id, RunConfig(env=env_id), NET_CONFIGS[net]())
-    if hidden is not None:
-        cfg = dataclasses.replace(cfg, hidden=tuple(hidden))
-    try:
-        if net == "dqn":
-            if not isinstance(action_space, gym.spaces.Discrete):
-                raise TypeError(f"--net dqn needs discrete actions; {env_id} has {action_space}")
-            agent = DQNAgent(cfg, **space_sizes(observation_space, action_space), device=device)
-            return agent.q_net, agent.net_kwargs
-        agent = PGAgent(cfg, **policy_sizes(observation_space, action_space), device=device)
-        return agent.net, agent.net_kwargs
+    settings = {k: v for k, v in settings.items() if v is not None}
+    fields = {f.name for f in dataclasses.fields(cfg)}
+    foreign = [k for k in settings if k not in fields]
+    if foreign:
+        flags = ", ".join("--" + k.replace("_", "-") for k in foreign)
+        raise UserError(f"--net {net} has no {flags}: its network has no such setting")
+    if "hidden" in settings:
+        settings["hidden"] = tuple(settings["hidden"])
+    cfg = dataclasses.replace(cfg, **settings)
+    if net == "dqn" and not isinstance(action_space, gym.spaces.Discrete):
+        raise UserError(f"--net dqn needs discrete actions; {env_id} has {action_space}")
+    try:  # the sizes functions are the space checks: Discrete from 0, or a 1-D Box
+        sizes = (space_sizes if net == "dqn" else policy_sizes)(observation_space, action_space)
     except TypeError as e:
         raise UserError(f"{env_id}: {e}") from None
+    if net == "dqn":
+        agent = DQNAgent(cfg, **sizes, device=device)
+        return agent.q_net, agent.net_kwargs
+    agent = PGAgent(cfg, **sizes, device=device)
+    return agent.net, agent.net_kwargs
 
 
 def pretrained_net(ckpt: dict, device) -> nn.Module:
     """The network of a `rlplay pretrain` checkpoint, weights loaded, for playing its policy."""
-    if ckpt["task"] != "bc":
-        raise UserError(f"a {ckpt['task']} pretraining has no policy to play (only bc has)")
-    kwargs = {**ckpt["net_kwargs"], "hidden": tuple(ckpt["net_kwargs"]["hidden"])}
-    net = (QNetwork if ckpt["net_class"] == "QNetwork" else ActorCritic)(**kwargs).to(device)
-    net.load_state_dict(ckpt["state"])
+    try:
+        if ckpt["task"] != "bc":
+            raise UserError(f"a {ckpt['task']} pretraining has no policy to play (only bc has)")
+        kwargs = {**ckpt["net_kwargs"], "hidden": tuple(ckpt["net_kwargs"]["hidden"])}
+        net = (QNetwork if ckpt["net_class"] == "QNetwork" else ActorCritic)(**kwargs).to(device)
+        state = ckpt["state"]
+    except KeyError as e:
+        raise UserError(f"the pretrained checkpoint is incomplete or corrupt (no {e})") from None
+    net.load_state_dict(state)
     return net.eval()
 
 
@@ -165,17 +196,16 @@ def greedy_policy(net: nn.Module, action_space: gym.Space):
 
 
 def split_episodes(data: Dataset, val_fraction: float, seed: int, device) -> tuple[Split, Split]:
-    """Whole episodes to train or validation (so no episode is in both); with one episode, its
-    steps are split at random instead."""
+    """Whole episodes to train or validation, at least one each, so no episode is in both (steps
+    of one episode are correlated: a random split of them would leak)."""
+    if data.num_episodes < 2:
+        raise UserError(
+            f"the dataset holds {data.num_episodes} episode; pretraining holds whole episodes out "
+            "for validation, so it needs 2 or more (`rlplay collect … --episodes N`)"
+        )
     rng = np.random.default_rng(seed)
-    episode_BE = data.episode_index
-    if data.num_episodes >= 2:
-        n_val = min(max(1, round(val_fraction * data.num_episodes)), data.num_episodes - 1)
-        val_episodes = rng.permutation(data.num_episodes)[:n_val]
-        is_val = np.isin(episode_BE, val_episodes)
-    else:
-        is_val = rng.random(data.num_steps) < val_fraction
-        is_val[rng.integers(data.num_steps)] = True  # never an empty validation split
+    n_val = min(max(1, round(val_fraction * data.num_episodes)), data.num_episodes - 1)
+    is_val = np.isin(data.episode_index, rng.permutation(data.num_episodes)[:n_val])
     obs, action, next_obs = data.obs, data.actions, data.next_obs
 
     def take(mask):
@@ -192,24 +222,29 @@ def pretrain(cfg: PretrainConfig, log=print) -> PretrainResult:
     seed_everything(cfg.seed)
     data = load_dataset(cfg.data)
     obs_space, action_space = data.observation_space, data.action_space
+    net, net_kwargs = build_net(cfg.net, data.env_id, obs_space, action_space, device=device,
+                                **cfg.net_settings)
+    train, val = split_episodes(data, cfg.val_fraction, cfg.seed, device)
+    run_dir = make_run_dir(
+        RunConfig(env=data.env_id, seed=cfg.seed, run_name=cfg.run_name, runs_dir=cfg.runs_dir),
+        f"pretrain-{cfg.task}", resumable=False,
+    )
     env = make_envs(RunConfig(env=data.env_id), device, cfg.eval_episodes) if cfg.task == "bc" else None
     try:
         if env is not None:
             check_matches(f"dataset {cfg.data}", data.env_id, obs_space, action_space,
                           data.env_id, env.single_observation_space, env.single_action_space)
-        net, net_kwargs = build_net(cfg.net, data.env_id, obs_space, action_space, cfg.hidden, device)
-        train, val = split_episodes(data, cfg.val_fraction, cfg.seed, device)
         log(f"dataset: {cfg.data}: {data.num_episodes} episodes, {data.num_steps} steps of "
             f"{data.env_id} ({data.info.get('source', '?')}); {len(train.obs)} train / "
             f"{len(val.obs)} validation steps")
-        result = _fit(cfg, data, net, net_kwargs, train, val, env, log)
+        result = _fit(cfg, data, net, net_kwargs, train, val, env, run_dir, log)
     finally:
         if env is not None:
             env.close()
     return result
 
 
-def _fit(cfg, data, net, net_kwargs, train: Split, val: Split, env, log) -> PretrainResult:
+def _fit(cfg, data, net, net_kwargs, train: Split, val: Split, env, run_dir, log) -> PretrainResult:
     device = train.obs.device
     discrete = isinstance(data.action_space, gym.spaces.Discrete)
     obs_norm = getattr(net, "obs_norm", None)
@@ -242,10 +277,6 @@ def _fit(cfg, data, net, net_kwargs, train: Split, val: Split, env, log) -> Pret
             return F.cross_entropy(out, split.action.long()), (out.argmax(-1) == split.action).float().mean()
         return F.mse_loss(out, split.action.float()), None
 
-    run_dir = make_run_dir(
-        RunConfig(env=data.env_id, seed=cfg.seed, run_name=cfg.run_name, runs_dir=cfg.runs_dir),
-        f"pretrain-{cfg.task}",
-    )
     writer = SummaryWriter(str(run_dir))
     write_config(writer, {"algo": "pretrain", "pretrain": dataclasses.asdict(cfg)}, run_dir)
     bar = tqdm(total=cfg.max_epochs, unit="epoch", disable=not cfg.progress, file=sys.stderr,

@@ -56,6 +56,15 @@ def init_from(
     """Load the pretrained tensors into `net` (and `copies`, e.g. DQN's target net): all that
     the pretraining fitted, or with `parts="trunk"` only the trunk's (the head stays at init)."""
     ckpt, file = load_pretrained(path)
+    try:
+        return _load_into(ckpt, file, net, net_kwargs, env_id, observation_space, action_space,
+                          copies, parts)
+    except KeyError as e:
+        raise UserError(f"{file} is incomplete or corrupt (no {e}); pretrain again") from None
+
+
+def _load_into(ckpt, file, net, net_kwargs, env_id, observation_space, action_space, copies,
+               parts) -> Transfer:
     ds = ckpt["dataset"]
     check_matches(
         f"{file} (pretrained on {ds['path']})", ds["env_id"],

@@ -99,6 +99,26 @@ def test_dataset_of_another_env_is_refused(recorded):
                       "CartPole-v1", cartpole.observation_space, gym.spaces.Discrete(3))
 
 
+def _set(index, value):
+    def change(a):
+        a = a.copy()
+        a[index] = value
+        return a
+
+    return change
+
+
+# Content that parses but is wrong: each array rewritten and declared as it now is.
+REWRITES = {
+    "float_terminations": ("terminations", lambda a: a.astype(np.float32)),
+    "float_lengths": ("episode_lengths", lambda a: a.astype(np.float64)),
+    "action_out_of_range": ("actions", _set(3, 2)),
+    "nan_obs": ("observations", _set((4, 1), np.nan)),
+    "obs_out_of_bounds": ("observations", _set((5, 0), 100.0)),
+    "nan_reward": ("rewards", _set(0, np.inf)),
+}
+
+
 def _broken(path, tmp_path, how: str):
     bad = tmp_path / how
     shutil.copytree(path, bad)
@@ -118,6 +138,16 @@ def _broken(path, tmp_path, how: str):
         np.savez(bad / ARRAYS, **arrays)
     elif how == "missing_arrays":
         (bad / ARRAYS).unlink()
+    elif how == "no_num_episodes":
+        del meta["num_episodes"]
+    elif how == "declared_dtype":
+        meta["arrays"]["rewards"]["dtype"] = "float64"
+    elif how in REWRITES:
+        name, change = REWRITES[how]
+        arrays = dict(np.load(bad / ARRAYS))
+        arrays[name] = change(arrays[name])
+        np.savez(bad / ARRAYS, **arrays)
+        meta["arrays"][name] = {"shape": list(arrays[name].shape), "dtype": str(arrays[name].dtype)}
     (bad / METADATA).write_text(json.dumps(meta))
     return bad
 
@@ -129,6 +159,15 @@ def _broken(path, tmp_path, how: str):
     ("truncated", r"episodes\.npz is truncated or corrupt"),
     ("pickled", r"episodes\.npz cannot be read without pickle; refusing it"),
     ("missing_arrays", r"has no episodes\.npz; the dataset is incomplete$"),
+    ("no_num_episodes", r"is incomplete or corrupt \(missing or bad 'num_episodes'\)$"),
+    ("declared_dtype", r"inconsistent: rewards is float32 of shape \(\d+,\), the metadata says "
+                       r"float64 of shape"),
+    ("float_terminations", r"inconsistent: terminations are float32, expected bool$"),
+    ("float_lengths", r"inconsistent: episode_lengths are float64, expected integers$"),
+    ("action_out_of_range", r"inconsistent: actions\[3\] is NaN or outside Discrete\(2\)$"),
+    ("nan_obs", r"inconsistent: observations\[4\] is NaN or outside Box"),
+    ("obs_out_of_bounds", r"inconsistent: observations\[5\] is NaN or outside Box"),
+    ("nan_reward", r"inconsistent: rewards hold NaN or infinite values$"),
 ])
 def test_broken_datasets_are_refused_in_one_line(recorded, tmp_path, how, message):
     _, path = recorded
@@ -144,3 +183,17 @@ def test_missing_dataset_and_existing_out(recorded, tmp_path):
     with pytest.raises(UserError, match="already exists; pick another --out"):
         save_dataset(path, data)
     assert not [p for p in path.parent.iterdir() if p.name.endswith(".tmp")]
+    (tmp_path / "file").write_text("")
+    with pytest.raises(UserError, match=r"^cannot write \S+/file/sub/data: \S+/file is a file, not a folder$"):
+        save_dataset(tmp_path / "file" / "sub" / "data", data)
+
+
+def test_collect_refuses_an_existing_out_before_recording(recorded, monkeypatch):
+    from train import collect as collect_module
+
+    def must_not_record(args):
+        raise AssertionError("recorded before checking --out")
+
+    monkeypatch.setattr(collect_module, "collect", must_not_record)
+    with pytest.raises(UserError, match="already exists; pick another --out"):
+        collect_module.collect_command(["scripted", "--env", "CartPole-v1", "--out", str(recorded[1])])

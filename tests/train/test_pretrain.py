@@ -3,6 +3,7 @@ each fits exactly the tensors it says it does."""
 
 from __future__ import annotations
 
+import gymnasium as gym
 import numpy as np
 import pytest
 import torch
@@ -12,9 +13,10 @@ from train.collect import CollectArgs, collect, record
 from train.common import make_envs
 from train.config import RunConfig
 from train.dataset import from_episodes, load_dataset, save_dataset
-from train.errors import TrainingDiverged
+from train.errors import TrainingDiverged, UserError
 from train.pretrain import (
-    PretrainConfig, build_net, greedy_policy, pretrain, pretrained_net, trained_names,
+    PretrainConfig, build_net, greedy_policy, pretrain, pretrained_net, split_episodes,
+    trained_names,
 )
 from train_testlib import event_files, read_events, scalar_values
 
@@ -93,7 +95,8 @@ def test_dynamics_task_learns_without_actions_of_an_expert(tmp_path):
                       log=lambda _: None)
     assert result.val_loss < 0.1
     assert result.cloned_return is None and result.val_accuracy is None
-    assert result.trained == [n for n in result.trained if n.startswith("actor_trunk.")]
+    assert result.trained == ["actor_trunk.0.0.weight", "actor_trunk.0.0.bias",
+                              "actor_trunk.0.2.weight", "actor_trunk.0.2.bias"]
     ckpt, _ = load_checkpoint(result.run_dir)
     assert ckpt["dynamics_head"] is not None
 
@@ -146,3 +149,63 @@ def test_bc_on_continuous_actions_fits_the_mean_by_mse(tmp_path):
         cloned = policy(torch.as_tensor(data.obs))
     assert cloned.shape == expert_actions.shape
     assert float((cloned - expert_actions).abs().mean()) < 0.05  # on a torque range of [-2, 2]
+
+
+def _numbered(episodes: int, length: int = 5):
+    """A CartPole-shaped dataset whose observations name their episode."""
+    space = gym.spaces.Box(-np.inf, np.inf, (4,), np.float32)
+    eps = [{"observations": np.full((length + 1, 4), k, np.float32),
+            "actions": np.zeros(length, np.int64), "rewards": np.ones(length, np.float32),
+            "terminations": np.arange(length) == length - 1, "truncations": np.zeros(length, bool)}
+           for k in range(episodes)]
+    return from_episodes("CartPole-v1", space, gym.spaces.Discrete(2), eps)
+
+
+def test_split_keeps_whole_episodes_apart():
+    data = _numbered(10)
+    for val_fraction in (0.1, 0.5, 0.99):
+        train, val = split_episodes(data, val_fraction, seed=0, device="cpu")
+        in_train, in_val = set(train.obs[:, 0].tolist()), set(val.obs[:, 0].tolist())
+        assert in_train and in_val and not in_train & in_val
+        assert in_train | in_val == set(range(10)) and len(train.obs) + len(val.obs) == 50
+
+
+def test_one_episode_is_refused_and_leaves_no_run_folder(tmp_path):
+    path = tmp_path / "one"
+    save_dataset(path, _numbered(1))
+    with pytest.raises(UserError, match=r"holds 1 episode; .* needs 2 or more"):
+        pretrain(_config(path, tmp_path / "runs"), log=lambda _: None)
+    assert not (tmp_path / "runs").exists()
+
+
+def test_bad_run_name_and_existing_run_folder(expert_data, tmp_path):
+    with pytest.raises(ValueError, match="run_name must be a plain folder name, got 'a/b'"):
+        _config(expert_data, tmp_path, run_name="a/b")
+    (tmp_path / "taken").mkdir()
+    (tmp_path / "taken" / "x").write_text("")
+    with pytest.raises(UserError, match=r"^run folder \S+/taken already exists; pick another "
+                                        r"--run-name or remove it$"):
+        pretrain(_config(expert_data, tmp_path, run_name="taken"), log=lambda _: None)
+
+
+def test_network_settings_follow_train_and_foreign_ones_are_refused():
+    net, kwargs = build_net("ppo", "CartPole-v1", *_spaces(), device="cpu", hidden=(8,),
+                            activation="relu", shared_trunk=True, norm_obs=True)
+    assert (kwargs["activation"], kwargs["shared"], kwargs["norm_obs"]) == ("relu", True, True)
+    assert net.obs_norm is not None
+    _, kwargs = build_net("dqn", "CartPole-v1", *_spaces(), device="cpu", dueling=False)
+    assert kwargs["dueling"] is False  # CartPole's DQN preset is dueling
+    with pytest.raises(UserError, match=r"^--net ppo has no --dueling"):
+        build_net("ppo", "CartPole-v1", *_spaces(), device="cpu", dueling=True)
+    box = gym.spaces.Box(-1, 1, (2,), np.float32)
+    with pytest.raises(UserError, match=r"--net dqn needs discrete actions"):
+        build_net("dqn", "X-v0", _spaces()[0], box, device="cpu")
+    with pytest.raises(UserError, match=r"^X-v0: action space .* is not Discrete or a 1-D Box"):
+        build_net("ppo", "X-v0", _spaces()[0], gym.spaces.Box(-1, 1, (2, 2)), device="cpu")
+
+
+def test_malformed_pretrained_checkpoint_is_one_line(bc):
+    ckpt, _ = load_checkpoint(bc.run_dir)
+    del ckpt["net_kwargs"]
+    with pytest.raises(UserError, match=r"incomplete or corrupt \(no 'net_kwargs'\)"):
+        pretrained_net(ckpt, "cpu")

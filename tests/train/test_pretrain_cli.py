@@ -127,3 +127,18 @@ def test_mismatches_are_one_line_and_exit_2(afterwards, case):
     assert len(lines) == 1 and lines[0].startswith("rlplay: error: "), proc.stderr
     assert re.search(BAD[case][1], lines[0]), lines[0]
     assert not (cwd / "bad_runs").exists() or not any((cwd / "bad_runs").iterdir())
+
+
+@pytest.mark.parametrize("flags, changed", [
+    (["--unfreeze-after", "100"], "unfreeze_after"),
+    (["--init-from", "runs/bc", "--unfreeze-after", "100"], "unfreeze_after"),
+])
+def test_resume_keeps_the_freeze_settings(workflow, capsys, monkeypatch, flags, changed):
+    from train.cli import main
+
+    cwd, _ = workflow
+    monkeypatch.chdir(cwd)
+    assert main(["train", "ppo", "--resume", "runs/ppo", *flags]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == [f"rlplay: error: --resume keeps the run's {changed}; drop those flags or start "
+                   "a new run"]

@@ -20,7 +20,7 @@ from train.dataset import save_dataset
 from train.errors import UserError
 from train.onpolicy import train_pg
 from train.pretrain import PretrainConfig, pretrain
-from train.transfer import init_from
+from train.transfer import init_from, prepare
 from train_testlib import tiny_configs
 
 ACTOR = ["actor_trunk.0.0.weight", "actor_trunk.0.0.bias", "actor_trunk.0.2.weight",
@@ -39,10 +39,10 @@ def pretrained(tmp_path_factory):
     save_dataset(tmp / "data", collect(CollectArgs("scripted", out="-", env="CartPole-v1",
                                                    episodes=3, device="cpu")))
     runs = {}
-    for net in ("ppo", "dqn"):
-        runs[net] = pretrain(PretrainConfig(
+    for name, net, kw in (("ppo", "ppo", {}), ("dqn", "dqn", {}), ("ppo_norm", "ppo", {"norm_obs": True})):
+        runs[name] = pretrain(PretrainConfig(
             data=str(tmp / "data"), net=net, hidden=(16, 16), max_epochs=3, eval_episodes=1,
-            runs_dir=str(tmp / "runs"), run_name=net, progress=False, device="cpu",
+            runs_dir=str(tmp / "runs"), run_name=name, progress=False, device="cpu", **kw,
         ), log=lambda _: None).run_dir
     return runs
 
@@ -122,9 +122,10 @@ def test_dqn_loop_starts_from_the_pretrained_trunk_and_its_own_head(tmp_path, pr
             assert torch.equal(net[name], scratch[name]), name  # the seed's own initialisation
 
 
-def _tiny_pg_run(tmp_path, pretrained, **run_kw):
+def _tiny_pg_run(tmp_path, pretrained, norm_obs=False, **run_kw):
     run, _ = tiny_configs(tmp_path, total_steps=512, eval_every=256, **run_kw)
-    cfg = PGConfig(hidden=(16, 16), num_steps=32, num_minibatches=2, update_epochs=2)
+    cfg = PGConfig(hidden=(16, 16), num_steps=32, num_minibatches=2, update_epochs=2,
+                   norm_obs=norm_obs)
     result = train_pg(run, cfg)
     return load_checkpoint(result.run_dir / LATEST)[0]["agent"]["net"]
 
@@ -142,6 +143,44 @@ def test_unfreeze_after_lets_the_trunk_learn(tmp_path, pretrained):
     net = _tiny_pg_run(tmp_path, pretrained, init_from=str(pretrained["ppo"]), freeze="trunk",
                        unfreeze_after=256)
     assert not torch.equal(net["actor_trunk.0.0.weight"], theirs["actor_trunk.0.0.weight"])
+    # The same run with the unfreezing past its end: the step decides, not the flag's presence.
+    net = _tiny_pg_run(tmp_path / "later", pretrained, init_from=str(pretrained["ppo"]),
+                       freeze="trunk", unfreeze_after=10_000)
+    assert all(torch.equal(net[name], theirs[name]) for name in ACTOR[:4])
+
+
+def test_freeze_holds_the_pretrained_obs_statistics(tmp_path, pretrained):
+    theirs = load_checkpoint(pretrained["ppo_norm"])[0]["state"]
+    net = _tiny_pg_run(tmp_path, pretrained, norm_obs=True, init_from=str(pretrained["ppo_norm"]),
+                       freeze="trunk")
+    for name in ("obs_norm.mean", "obs_norm.var", "obs_norm.count"):
+        assert torch.equal(net[name], theirs[name]), name
+    assert theirs["obs_norm.count"] > 100  # fitted to the dataset, not the initial 1e-4
+
+
+def test_dqn_freeze_holds_the_trunk_of_both_nets(tmp_path, pretrained):
+    from train.offpolicy import train_dqn
+
+    run, cfg = tiny_configs(tmp_path, total_steps=600, eval_every=0, dueling=True,
+                            init_from=str(pretrained["dqn"]), freeze="trunk")
+    agent = load_checkpoint(train_dqn(run, cfg).run_dir / LATEST)[0]["agent"]
+    theirs = load_checkpoint(pretrained["dqn"])[0]["state"]
+    for net in (agent["q_net"], agent["target_net"]):
+        assert all(torch.equal(net[name], theirs[name]) for name in DQN_TRUNK)
+    assert not torch.equal(agent["q_net"]["advantage.weight"], theirs["advantage.weight"])
+
+
+def test_resume_keeps_the_checkpoint_weights(pretrained):
+    agent = _pg_agent()
+    before = copy.deepcopy(agent.net.state_dict())
+    run = RunConfig(init_from=str(pretrained["ppo"]), freeze="trunk")
+    envs = gym.vector.SyncVectorEnv([lambda: gym.make("CartPole-v1")])
+    said = []
+    freezer = prepare(run, agent.net, agent.net_kwargs, envs, resume={"resumed": True},
+                      report=said.append)
+    # The resumed checkpoint holds the weights: reloading the pretrained ones would undo training.
+    assert all(torch.equal(v, agent.net.state_dict()[k]) for k, v in before.items())
+    assert not any("init from" in line for line in said) and freezer.frozen
 
 
 def test_mismatched_shapes_are_refused_clearly(pretrained):
@@ -180,3 +219,17 @@ def test_freeze_flags_need_what_they_act_on():
     assert dataclasses.replace(RunConfig(init_from="x", freeze="trunk"), unfreeze_after=0)
     with pytest.raises(ValueError, match="init_parts needs init_from"):
         RunConfig(init_parts="trunk")
+
+
+def test_incomplete_pretrained_checkpoint_and_bench_flags_are_refused(pretrained, tmp_path):
+    from train.bench_transfer import TransferBench, run_transfer_bench
+    from train.checkpoint import save_checkpoint
+
+    ckpt = load_checkpoint(pretrained["ppo"])[0]
+    del ckpt["trained"]
+    save_checkpoint(tmp_path / "best.pt", ckpt)
+    agent = _pg_agent()
+    with pytest.raises(UserError, match=r"best\.pt is incomplete or corrupt \(no 'trained'\)"):
+        init_from(tmp_path, agent.net, agent.net_kwargs, **SPACES)
+    with pytest.raises(UserError, match="--unfreeze-after needs --freeze"):
+        run_transfer_bench(TransferBench(env="CartPole-v1", unfreeze_after=10))
