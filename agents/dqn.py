@@ -100,12 +100,15 @@ class DQNAgent:
         obs_dim: int,
         num_actions: int,
         discrete_obs: bool = False,
+        obs_shape: tuple[int, ...] | None = None,
+        obs_scale: float = 1.0,
         device: torch.device | str = "cpu",
         seed: int = 0,
     ):
         self.config, self.device = config, torch.device(device)
         self.net_kwargs = {
             "obs_dim": obs_dim, "num_actions": num_actions, "discrete_obs": discrete_obs,
+            "obs_shape": obs_shape, "obs_scale": obs_scale,
             "hidden": tuple(config.hidden), "dueling": config.dueling,
         }
         self.q_net = QNetwork(**self.net_kwargs).to(self.device)

@@ -152,13 +152,16 @@ class PGAgent:
         action_dim: int,
         continuous: bool,
         discrete_obs: bool = False,
+        obs_shape: tuple[int, ...] | None = None,
+        obs_scale: float = 1.0,
         device: torch.device | str = "cpu",
         seed: int = 0,
     ):
         self.config, self.device = config, torch.device(device)
         self.net_kwargs = {
             "obs_dim": obs_dim, "action_dim": action_dim, "continuous": continuous,
-            "discrete_obs": discrete_obs, "hidden": tuple(config.hidden),
+            "discrete_obs": discrete_obs, "obs_shape": obs_shape, "obs_scale": obs_scale,
+            "hidden": tuple(config.hidden),
             "shared": config.shared_trunk, "init_log_std": config.init_log_std,
             "norm_obs": config.norm_obs,
         }

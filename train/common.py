@@ -51,6 +51,16 @@ def make_envs(
         raise UserError(f"cannot make {run.env}: {e}") from None
 
 
+def saved_sizes(net_kwargs: dict, *keys: str) -> dict:
+    """The observation sizes (and the named action sizes) an agent was built with, from its
+    checkpoint's net_kwargs; checkpoints from before image observations lack obs_shape."""
+    names = ("obs_dim", "discrete_obs", "obs_shape", "obs_scale", *keys)
+    sizes = {k: net_kwargs[k] for k in names if k in net_kwargs}
+    if sizes.get("obs_shape") is not None:
+        sizes["obs_shape"] = tuple(sizes["obs_shape"])
+    return sizes
+
+
 def seed_everything(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed)

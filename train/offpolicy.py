@@ -7,7 +7,7 @@ import torch
 
 from agents import DQNAgent, DQNConfig, ReplayBuffer, linear_schedule
 from nets import space_sizes
-from train.common import StopFlag
+from train.common import StopFlag, saved_sizes
 from train.config import RunConfig
 from train.errors import UserError
 from train.session import EvalPoint, Session, TrainResult
@@ -115,7 +115,7 @@ def _restore(ckpt, agent, buffer, log) -> None:
 def dqn_from_checkpoint(ckpt: dict, device: torch.device | str = "cpu") -> DQNAgent:
     """Rebuild a DQN agent (nets, optimizer, RNG) from a checkpoint alone."""
     cfg = DQNConfig(**{**ckpt["config"]["dqn"], "hidden": tuple(ckpt["config"]["dqn"]["hidden"])})
-    sizes = {k: ckpt["net_kwargs"][k] for k in ("obs_dim", "num_actions", "discrete_obs")}
+    sizes = saved_sizes(ckpt["net_kwargs"], "num_actions")
     agent = DQNAgent(cfg, **sizes, device=device, seed=ckpt["config"]["run"]["seed"])
     agent.load_state_dict(ckpt["agent"])
     return agent
