@@ -108,9 +108,10 @@ class DQNAgent:
         self.config, self.device = config, torch.device(device)
         self.net_kwargs = {
             "obs_dim": obs_dim, "num_actions": num_actions, "discrete_obs": discrete_obs,
-            "obs_shape": obs_shape, "obs_scale": obs_scale,
             "hidden": tuple(config.hidden), "dueling": config.dueling,
         }
+        if obs_shape is not None:  # images: a CNN trunk
+            self.net_kwargs.update(obs_shape=tuple(obs_shape), obs_scale=obs_scale)
         self.q_net = QNetwork(**self.net_kwargs).to(self.device)
         self.target_net = copy.deepcopy(self.q_net).requires_grad_(False)
         # The fused kernel does Adam's whole update in one op: ~3x faster for small nets on CPU.

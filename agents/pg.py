@@ -160,11 +160,12 @@ class PGAgent:
         self.config, self.device = config, torch.device(device)
         self.net_kwargs = {
             "obs_dim": obs_dim, "action_dim": action_dim, "continuous": continuous,
-            "discrete_obs": discrete_obs, "obs_shape": obs_shape, "obs_scale": obs_scale,
-            "hidden": tuple(config.hidden),
+            "discrete_obs": discrete_obs, "hidden": tuple(config.hidden),
             "shared": config.shared_trunk, "init_log_std": config.init_log_std,
             "norm_obs": config.norm_obs,
         }
+        if obs_shape is not None:  # images: a CNN trunk
+            self.net_kwargs.update(obs_shape=tuple(obs_shape), obs_scale=obs_scale)
         self.net = ActorCritic(**self.net_kwargs).to(self.device)
         self.optimizer = torch.optim.Adam(
             self.net.parameters(), lr=config.learning_rate, eps=1e-5,

@@ -29,6 +29,12 @@ def is_minatar(spec: gym.envs.registration.EnvSpec) -> bool:
     return spec.entry_point == MINATAR_ENTRY_POINT
 
 
+def pixel_family(env_id: str) -> str | None:
+    """"atari" or "minatar" for a registered id of theirs, else None."""
+    spec = gym.spec(env_id)
+    return "atari" if is_atari(spec) else "minatar" if is_minatar(spec) else None
+
+
 def atari_wrappers(*, training: bool) -> list[Callable[[gym.Env], gym.Env]]:
     """The DQN preprocessing (Mnih et al. 2015; Machado et al. 2018), one env at a time.
 

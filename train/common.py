@@ -36,12 +36,14 @@ def make_run_dir(run: RunConfig, algo: str) -> Path:
 
 def make_envs(
     run: RunConfig, device: torch.device, num_envs: int, *, render_mode: str | None = None,
-    vectorization: str = "sync",
+    vectorization: str = "sync", training: bool = False,
 ) -> gym.vector.VectorEnv:
-    """`envs.make` with its failures turned into one-line user errors."""
+    """`envs.make` with its failures turned into one-line user errors; `training` envs may
+    differ from evaluation's (Atari: a lost life ends the episode, rewards are clipped)."""
     try:
         return envs.make(
-            run.env, num_envs, device=device, vectorization=vectorization, render_mode=render_mode
+            run.env, num_envs, device=device, vectorization=vectorization, render_mode=render_mode,
+            training=training,
         )
     except envs.UnknownEnvError as e:
         raise UserError(str(e)) from None

@@ -49,7 +49,9 @@ class Session:
         if run.threads > 0:
             torch.set_num_threads(run.threads)
         seed_everything(run.seed)
-        self.envs = make_envs(run, self.device, run.num_envs, vectorization=run.vectorization)
+        self.envs = make_envs(
+            run, self.device, run.num_envs, vectorization=run.vectorization, training=True
+        )
         self.eval_envs = make_envs(run, self.device, run.eval_episodes)
         self.config = {
             "algo": algo, "run": dataclasses.asdict(run), algo: dataclasses.asdict(algo_config),
@@ -191,10 +193,10 @@ class Session:
         returns = evaluate(policy, self.eval_envs, seed=eval_seed(self.run.seed, c["num_evals"]))
         c["num_evals"] += 1
         self.logger.log_eval(c["global_step"], returns)
-        mean = float(returns.mean())
+        mean, std = float(returns.mean()), float(returns.std(correction=0))  # 1 episode: 0, not nan
         self.evals.append(EvalPoint(c["global_step"], c["train_seconds"], mean))
         self.logger.message(
-            f"step {c['global_step']}: eval return {mean:.1f} ± {float(returns.std()):.1f} "
+            f"step {c['global_step']}: eval return {mean:.1f} ± {std:.1f} "
             f"over {len(returns)} episodes"
         )
         return mean
