@@ -8,6 +8,7 @@ SIGTERM, and the training clock (which stops while evaluating or writing files).
 from __future__ import annotations
 
 import dataclasses
+import os
 import time
 from pathlib import Path
 from typing import Any, Callable, NamedTuple
@@ -19,7 +20,7 @@ from train.checkpoint import BEST, LATEST, rng_state, save_checkpoint, set_rng_s
 from train.common import StopFlag, make_envs, make_run_dir, seed_everything, stop_on_signals
 from train.config import RunConfig, resolve_device
 from train.errors import TrainingDiverged
-from train.evaluate import eval_seed, evaluate
+from train.evaluate import eval_seed, evaluate, record_episode
 from train.logger import RunLogger
 
 
@@ -53,6 +54,10 @@ class Session:
             run, self.device, run.num_envs, vectorization=run.vectorization, training=True
         )
         self.eval_envs = make_envs(run, self.device, run.eval_episodes)
+        self.video_env = None
+        if run.eval_video:
+            os.environ.setdefault("SDL_VIDEODRIVER", "dummy")  # off-screen frames, no display
+            self.video_env = make_envs(run, self.device, 1, render_mode="rgb_array")
         self.config = {
             "algo": algo, "run": dataclasses.asdict(run), algo: dataclasses.asdict(algo_config),
         }
@@ -181,6 +186,8 @@ class Session:
             self.logger.close()
         self.envs.close()
         self.eval_envs.close()
+        if self.video_env is not None:
+            self.video_env.close()
 
     def _pause_clock(self) -> None:
         self.counters["train_seconds"] = time.perf_counter() - self._start
@@ -190,7 +197,14 @@ class Session:
 
     def _evaluate(self, policy) -> float:
         c = self.counters
-        returns = evaluate(policy, self.eval_envs, seed=eval_seed(self.run.seed, c["num_evals"]))
+        seed = eval_seed(self.run.seed, c["num_evals"])
+        returns = evaluate(policy, self.eval_envs, seed=seed)
+        if self.video_env is not None:
+            frames = record_episode(
+                policy, self.video_env, seed=seed, max_frames=self.run.eval_video_frames
+            )
+            fps = self.video_env.metadata.get("render_fps") or 30
+            self.logger.log_video("eval/video", frames, c["global_step"], fps)
         c["num_evals"] += 1
         self.logger.log_eval(c["global_step"], returns)
         mean, std = float(returns.mean()), float(returns.std(correction=0))  # 1 episode: 0, not nan
