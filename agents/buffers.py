@@ -78,6 +78,10 @@ class ReplayBuffer:
         self.pos = (self.pos + n) % self.capacity
         self.size = min(self.size + n, self.capacity)
 
+    def cut_episodes(self) -> None:
+        """The next `add` starts new episodes (envs reset on resume): nothing to do here, each
+        transition holds its own next_obs."""
+
     def sample(self, batch_size: int) -> Transitions:
         """`batch_size` transitions drawn uniformly, with replacement, from those stored."""
         if self.size == 0:
@@ -177,7 +181,8 @@ class FrameReplayBuffer:
       S − 1), so no stack mixes two episodes. A done transition's next observation is not the
       next row's (that is the reset one): a truncated transition's true last frame is kept in a
       small ring of `final_capacity` frames (it bootstraps from it); a terminated transition's is
-      not kept, because no target reads it, and comes back as zeros.
+      not kept, because no target reads it, and comes back as zeros. `cut_episodes` keeps the
+      newest row's the same way when the envs are reset under it (a resume without env state).
     - Rows whose stacks would need frames already overwritten (the oldest S − 1 rows, the first
       S − 1 rows after construction, truncated transitions whose last frame left the small ring)
       are never sampled. Sampling is uniform over the others with the buffer's own generator.
@@ -208,11 +213,12 @@ class FrameReplayBuffer:
         self.action = zeros(C, N, *action_shape, dtype=action_dtype)
         self.reward = zeros(C, N, dtype=torch.float32)
         self.terminated = zeros(C, N, dtype=torch.bool)
-        self.truncated = zeros(C, N, dtype=torch.bool)
+        # The next obs's last frame is in the small ring (truncated, or cut by cut_episodes).
+        self.has_final = zeros(C, N, dtype=torch.bool)
         self.ep_step = zeros(C, N, dtype=torch.uint8)  # steps into the episode, capped at S − 1
-        self.final_index = zeros(C, N, dtype=torch.int64)  # truncated: its slot count in `final`
+        self.final_index = zeros(C, N, dtype=torch.int64)  # its slot count in `final`
         self.final = zeros(self.final_capacity + 1, H, W, dtype=torch.uint8)  # + a discard slot
-        self.final_count = zeros(dtype=torch.int64)  # truncated last frames written so far
+        self.final_count = zeros(dtype=torch.int64)  # last frames written to the ring so far
         self.next_frame = zeros(N, H, W, dtype=torch.uint8)  # the newest row's next frame
         # The history of the first observation is unknown: treat it as S − 1 steps deep.
         self.ep_step_N = torch.full((N,), S - 1, dtype=torch.uint8, device=self.device)
@@ -243,24 +249,38 @@ class FrameReplayBuffer:
         self.frame[t] = obs[:, -1]
         self.action[t] = action.to(self.device, self.action.dtype)
         self.reward[t] = reward.to(self.device, torch.float32)
-        self.terminated[t], self.truncated[t] = terminated, truncated
+        self.terminated[t] = terminated
         self.ep_step[t] = self.ep_step_N
         last_frame = next_obs[:, -1].to(self.device)
         self.next_frame.copy_(last_frame)
-        # Truncated (and not terminated) envs put their last frame in the small ring; the rest
-        # write to its discard slot, so the step needs no host sync to pick them.
-        keep = truncated & ~terminated
-        count = self.final_count + torch.cumsum(keep.long(), 0) - 1
-        slot = torch.where(keep, count % self.final_capacity, self.final_capacity)
-        self.final.index_copy_(0, slot, last_frame)
-        self.final_index[t] = count
-        self.final_count += keep.sum()
+        self.has_final[t] = False
+        self._keep_final(t, truncated & ~terminated, last_frame)
         done = terminated | truncated
         self.ep_step_N = torch.where(
             done, torch.zeros_like(self.ep_step_N), (self.ep_step_N + 1).clamp_max(S - 1)
         )
         self.pos = (t + 1) % self.rows
         self.filled = min(self.filled + 1, self.rows)
+        self._valid = None
+
+    def _keep_final(self, t: int, keep_N: torch.Tensor, last_frame_NHW: torch.Tensor) -> None:
+        """Put row t's next-obs last frames in the small ring where `keep_N`; the other envs
+        write to its discard slot, so no host sync is needed to pick them."""
+        count = self.final_count + torch.cumsum(keep_N.long(), 0) - 1
+        slot = torch.where(keep_N, count % self.final_capacity, self.final_capacity)
+        self.final.index_copy_(0, slot, last_frame_NHW)
+        self.final_index[t] = torch.where(keep_N, count, self.final_index[t])
+        self.has_final[t] |= keep_N
+        self.final_count += keep_N.sum()
+
+    def cut_episodes(self) -> None:
+        """The next `add` starts new episodes in every env (they were reset under the buffer, as
+        on a resume without env state): the newest row keeps its true next frame in the small
+        ring, since the next row will not hold it."""
+        if self.filled:
+            t = (self.pos - 1) % self.rows
+            self._keep_final(t, self.ep_step_N != 0, self.next_frame)  # 0: it ended there
+        self.ep_step_N.zero_()
         self._valid = None
 
     def valid(self) -> torch.Tensor:
@@ -271,8 +291,7 @@ class FrameReplayBuffer:
             written = (age < self.filled).unsqueeze(1)
             history = self.ep_step.long() <= older
             final_kept = self.final_index >= self.final_count - self.final_capacity
-            needs_final = self.truncated & ~self.terminated
-            self._valid = written & history & (final_kept | ~needs_final)
+            self._valid = written & history & (final_kept | ~self.has_final)
         return self._valid
 
     def sample(self, batch_size: int) -> Transitions:
@@ -297,9 +316,9 @@ class FrameReplayBuffer:
         following_BHW = torch.where(
             newest_B[:, None, None], self.next_frame[n_B], self.frame[(t_B + 1) % self.rows, n_B]
         )
-        terminated_B, truncated_B = self.terminated[t_B, n_B], self.truncated[t_B, n_B]
+        terminated_B, has_final_B = self.terminated[t_B, n_B], self.has_final[t_B, n_B]
         final_BHW = self.final[self.final_index[t_B, n_B] % self.final_capacity]
-        last_BHW = torch.where(truncated_B[:, None, None], final_BHW, following_BHW)
+        last_BHW = torch.where(has_final_B[:, None, None], final_BHW, following_BHW)
         last_BHW = last_BHW * ~terminated_B[:, None, None]
         next_obs_BSHW = torch.cat([obs_BSHW[:, 1:], last_BHW.unsqueeze(1)], dim=1)
         return Transitions(
@@ -309,7 +328,7 @@ class FrameReplayBuffer:
     def _storage(self) -> dict[str, torch.Tensor]:
         return {
             "frame": self.frame, "action": self.action, "reward": self.reward,
-            "terminated": self.terminated, "truncated": self.truncated, "ep_step": self.ep_step,
+            "terminated": self.terminated, "has_final": self.has_final, "ep_step": self.ep_step,
             "final_index": self.final_index, "final": self.final, "next_frame": self.next_frame,
         }
 

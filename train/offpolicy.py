@@ -76,6 +76,8 @@ def train_dqn(
     if resume is not None:
         _restore(resume, agent, buffer, log=print)
     obs = session.begin()
+    if session.episodes_cut:
+        buffer.cut_episodes()  # the stored episodes do not continue into the new obs
     session.logger.message(describe_buffer(buffer))
     nonfinite = torch.zeros((), dtype=torch.bool, device=device)  # any NaN/inf loss since last check
     session.healthy = lambda: not nonfinite.item()  # sync

@@ -74,6 +74,7 @@ class Session:
         self._stop = stop
         self._start = time.perf_counter()
         self.obs: torch.Tensor | None = None  # the loop's current observation, for checkpoints
+        self.episodes_cut = False  # begin() reset the envs mid-episode (resume without env state)
         self.algo_state: Callable[[], dict] = dict  # the agent's (and buffer's) checkpoint part
         self.healthy: Callable[[], bool] = lambda: True  # False once a loss went NaN/inf
 
@@ -98,6 +99,7 @@ class Session:
             else:
                 log("note: env state not restorable here; envs were reset with a fresh seed")
                 obs, _ = self.envs.reset(seed=run.seed + self.global_step)
+                self.episodes_cut = True
         self.logger = RunLogger(
             self.run_dir, total_steps=run.total_steps, start_step=self.global_step,
             progress=run.progress,

@@ -89,9 +89,27 @@ def test_every_transition_of_an_episode_started_in_the_buffer_is_valid():
 
 def test_truncated_transitions_whose_last_frame_left_the_small_ring_are_never_sampled():
     frames, naive = fill(300, 2, capacity=600, p_term=0.0, p_trunc=0.3, final_capacity=8)
-    truncated = frames.truncated.flatten() & ~frames.terminated.flatten()
+    truncated = frames.has_final.flatten()
     valid = frames.valid().flatten()
     assert valid[truncated].sum() == 8  # the 8 latest truncations keep their last frame
+    assert_same(frames, naive, valid.nonzero().squeeze(1))
+
+
+def test_envs_reset_under_the_buffer_keep_exact_stacks_after_cut_episodes():
+    """A resume without env state resets the envs mid-episode: `cut_episodes` first."""
+    env = FrameStacks(3, p_term=0.05, p_trunc=0.0, seed=7)
+    frames = FrameReplayBuffer(capacity=300, num_envs=3, obs_shape=(S, *env.hw))
+    naive = ReplayBuffer(capacity=300, obs_shape=(S, *env.hw), obs_dtype=torch.uint8)
+    for step in range(60):
+        if step in (20, 21, 45):  # twice in a row too
+            env.obs = env._fresh(3)
+            frames.cut_episodes()
+            naive.cut_episodes()
+        batch = env.step()
+        frames.add(*batch)
+        naive.add(*batch)
+    valid = frames.valid().flatten()
+    assert valid[3 * S:len(frames)].all()  # only the first rows lack history
     assert_same(frames, naive, valid.nonzero().squeeze(1))
 
 
