@@ -203,11 +203,15 @@ class FrameReplayBuffer:
         S, H, W = obs_shape
         rows = capacity // num_envs
         if rows < S + 1:
-            raise ValueError(f"capacity {capacity} holds fewer than {S + 1} steps of {num_envs} envs")
+            raise ValueError(
+                f"capacity {capacity} holds fewer than {S + 1} steps of {num_envs} envs"
+            )
         self.capacity, self.num_envs, self.stack, self.rows = rows * num_envs, num_envs, S, rows
         self.device = torch.device(device)
         self.final_capacity = final_capacity or max(4 * num_envs, capacity // 256)
-        zeros = lambda *shape, dtype: torch.zeros(shape, dtype=dtype, device=self.device)  # noqa: E731
+        def zeros(*shape, dtype):
+            return torch.zeros(shape, dtype=dtype, device=self.device)
+
         C, N = rows, num_envs
         self.frame = zeros(C, N, H, W, dtype=torch.uint8)  # the newest frame of each step's obs
         self.action = zeros(C, N, *action_shape, dtype=action_dtype)

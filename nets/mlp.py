@@ -45,7 +45,9 @@ def _obs_sizes(observation_space: gym.Space) -> dict:
     if _is_image(observation_space):
         high = np.unique(observation_space.high)
         if len(high) != 1 or not np.isfinite(high[0]) or high[0] <= 0:
-            raise TypeError(f"image observations need one finite positive high, got {observation_space}")
+            raise TypeError(
+                f"image observations need one finite positive high, got {observation_space}"
+            )
         return {**image_sizes(observation_space.shape, high[0]), "discrete_obs": False}
     if isinstance(observation_space, gym.spaces.Discrete):
         _check_start(observation_space)

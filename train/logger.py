@@ -87,7 +87,9 @@ class RunLogger:
         buffer = io.BytesIO()
         imageio.mimsave(buffer, list(frames), format="GIF", duration=1000 / fps, loop=0)
         t, h, w, c = frames.shape
-        image = Summary.Image(height=h, width=w, colorspace=c, encoded_image_string=buffer.getvalue())
+        image = Summary.Image(
+            height=h, width=w, colorspace=c, encoded_image_string=buffer.getvalue()
+        )
         summary = Summary(value=[Summary.Value(tag=tag, image=image)])
         self.writer._get_file_writer().add_summary(summary, global_step)
 

@@ -144,7 +144,8 @@ def test_state_dict_round_trip_continues_exactly():
         b.add(*batch)
     assert all(torch.equal(u, v) for u, v in zip(a.sample(128), b.sample(128)))
     with pytest.raises(ValueError, match="holds 60 transitions of 2 envs"):
-        FrameReplayBuffer(capacity=60, num_envs=3, obs_shape=(S, 3, 5)).load_state_dict(a.state_dict())
+        other = FrameReplayBuffer(capacity=60, num_envs=3, obs_shape=(S, 3, 5))
+        other.load_state_dict(a.state_dict())
 
 
 def test_memory_is_one_frame_per_transition_plus_small_fields():
