@@ -100,6 +100,8 @@ class DQNAgent:
         obs_dim: int,
         num_actions: int,
         discrete_obs: bool = False,
+        obs_shape: tuple[int, ...] | None = None,
+        obs_scale: float = 1.0,
         device: torch.device | str = "cpu",
         seed: int = 0,
     ):
@@ -108,6 +110,8 @@ class DQNAgent:
             "obs_dim": obs_dim, "num_actions": num_actions, "discrete_obs": discrete_obs,
             "hidden": tuple(config.hidden), "dueling": config.dueling,
         }
+        if obs_shape is not None:  # images: a CNN trunk
+            self.net_kwargs.update(obs_shape=tuple(obs_shape), obs_scale=obs_scale)
         self.q_net = QNetwork(**self.net_kwargs).to(self.device)
         self.target_net = copy.deepcopy(self.q_net).requires_grad_(False)
         # The fused kernel does Adam's whole update in one op: ~3x faster for small nets on CPU.

@@ -168,6 +168,8 @@ class PGAgent:
         action_dim: int,
         continuous: bool,
         discrete_obs: bool = False,
+        obs_shape: tuple[int, ...] | None = None,
+        obs_scale: float = 1.0,
         device: torch.device | str = "cpu",
         seed: int = 0,
         data_parallel: DataParallel | None = None,
@@ -181,6 +183,8 @@ class PGAgent:
             "init_log_std": config.init_log_std,
             "norm_obs": config.norm_obs,
         }
+        if obs_shape is not None:  # images: a CNN trunk
+            self.net_kwargs.update(obs_shape=tuple(obs_shape), obs_scale=obs_scale)
         self.net = ActorCritic(**self.net_kwargs).to(self.device)
         self.optimizer = torch.optim.Adam(
             self.net.parameters(), lr=config.learning_rate, eps=1e-5,

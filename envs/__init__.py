@@ -4,6 +4,7 @@ import gymnasium as gym
 
 from envs.cartpole import CartPoleParams, CartPoleVectorEnv, cartpole_step
 from envs.factory import UnknownEnvError, check_env_id, make
+from envs.pixels import pixel_family
 from envs.state import get_env_state, set_env_state
 from envs.wrappers import DenseFinalObs
 
@@ -28,5 +29,6 @@ __all__ = [
     "check_env_id",
     "get_env_state",
     "make",
+    "pixel_family",
     "set_env_state",
 ]

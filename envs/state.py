@@ -16,8 +16,11 @@ def get_env_state(envs: VectorEnv) -> dict | None:
 
     Classic-control and most pure-Python envs keep their whole state in plain attributes
     (numpy arrays, numbers, the `np.random.Generator`), which we copy. Envs whose state lives in
-    foreign objects (Box2D worlds, emulators) or in other processes cannot be captured this way.
+    foreign objects (Box2D worlds, emulators) or in other processes cannot be captured this way;
+    the factory marks Atari's and MinAtar's with `metadata["opaque_state"]` and they get None.
     """
+    if envs.metadata.get("opaque_state"):
+        return None
     vector_layers = _layers(envs)
     base = vector_layers[-1]
     if not isinstance(base, SyncVectorEnv):

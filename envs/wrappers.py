@@ -14,7 +14,9 @@ class DenseFinalObs(VectorWrapper):
     Here `info["final_obs"][i]` is env i's true last observation where it finished this step and
     its ordinary next observation elsewhere, so `info["final_obs"]` is the "real next obs" of
     every transition and needs no masking downstream. Object-valued infos are dropped
-    (`final_info` and any an env adds) because they cannot become tensors.
+    (`final_info` and any an env adds) because they cannot become tensors. Episode statistics
+    recorded inside each env (Atari's, below life loss and reward clipping) arrive in
+    `final_info` and are lifted to `info["episode"]`, where the vector-level recorder puts them.
     """
 
     def step(self, actions):
@@ -23,6 +25,10 @@ class DenseFinalObs(VectorWrapper):
         if "final_obs" in info:
             done = info["_final_obs"]
             final_obs[done] = np.stack(info["final_obs"][done])
+        final_info = info.get("final_info", {})
+        if "episode" in final_info and "episode" not in info:
+            info["episode"] = {k: final_info["episode"][k] for k in ("r", "l", "t")}
+            info["_episode"] = final_info["_episode"]
         info = {k: v for k, v in info.items() if not _is_object(v) and not k.startswith(("final_", "_final_"))}
         info["final_obs"] = final_obs
         return obs, reward, terminated, truncated, info

@@ -9,7 +9,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from nets.mlp import MLP, encode_obs
+from nets.mlp import encode_obs, make_trunk
 from nets.normalize import RunningNorm
 
 LOG_2PI = math.log(2 * math.pi)
@@ -17,10 +17,11 @@ ACTIVATIONS: dict[str, type[nn.Module]] = {"tanh": nn.Tanh, "relu": nn.ReLU}
 
 
 def orthogonal_init(module: nn.Module, gain: float = math.sqrt(2), bias: float = 0.0) -> nn.Module:
-    """Orthogonal weights and constant biases for every Linear in `module` (Engstrom et al. 2020,
-    "Implementation Matters in Deep Policy Gradients": one of PPO's code-level optimisations)."""
+    """Orthogonal weights and constant biases for every Linear and Conv2d in `module` (Engstrom
+    et al. 2020, "Implementation Matters in Deep Policy Gradients": one of PPO's code-level
+    optimisations)."""
     for layer in module.modules():
-        if isinstance(layer, nn.Linear):
+        if isinstance(layer, (nn.Linear, nn.Conv2d)):
             nn.init.orthogonal_(layer.weight, gain)
             nn.init.constant_(layer.bias, bias)
     return module
@@ -49,7 +50,8 @@ def gaussian_entropy(log_std_A: torch.Tensor, batch: int) -> torch.Tensor:
 
 
 class ActorCritic(nn.Module):
-    """π(a|s) and V(s) from separate MLP trunks (or one shared trunk).
+    """π(a|s) and V(s) from separate trunks (or one shared trunk): tanh MLPs for flat obs, a
+    CNN then a ReLU MLP for images (obs_shape given; as CleanRL's ppo_atari.py).
 
     Discrete actions: a categorical head over `num_actions` logits. Continuous actions: a
     diagonal Gaussian with a state-independent, learned log-std (as in PPO's MuJoCo setup).
@@ -67,18 +69,22 @@ class ActorCritic(nn.Module):
         discrete_obs: bool = False,
         init_log_std: float = 0.0,
         norm_obs: bool = False,
+        obs_shape: Sequence[int] | None = None,
+        obs_scale: float = 1.0,
     ):
         super().__init__()
         if not hidden:
             raise ValueError("hidden must name at least one layer size")
         self.obs_dim, self.action_dim = obs_dim, action_dim
         self.continuous, self.shared, self.discrete_obs = continuous, shared, discrete_obs
-        act = ACTIVATIONS[activation]
-        self.actor_trunk = nn.Sequential(MLP(obs_dim, hidden[-1], hidden[:-1], act=act), act())
-        self.critic_trunk = (
-            self.actor_trunk if shared
-            else nn.Sequential(MLP(obs_dim, hidden[-1], hidden[:-1], act=act), act())
+        self.image = obs_shape is not None
+        trunk = dict(
+            obs_dim=obs_dim, hidden=hidden,
+            act=nn.ReLU if self.image else ACTIVATIONS[activation],
+            obs_shape=obs_shape, obs_scale=obs_scale,
         )
+        self.actor_trunk = make_trunk(**trunk)
+        self.critic_trunk = self.actor_trunk if shared else make_trunk(**trunk)
         self.policy_head = nn.Linear(hidden[-1], action_dim)
         self.value_head = nn.Linear(hidden[-1], 1)
         orthogonal_init(self.actor_trunk)
@@ -88,10 +94,13 @@ class ActorCritic(nn.Module):
         orthogonal_init(self.value_head, gain=1.0)
         self.log_std = nn.Parameter(torch.full((action_dim,), init_log_std)) if continuous else None
         # Observation statistics live in the module: saved with it, frozen in every forward.
-        self.obs_norm = RunningNorm((obs_dim,)) if norm_obs and not discrete_obs else None
+        # Images are scaled by their known range instead.
+        self.obs_norm = (
+            RunningNorm((obs_dim,)) if norm_obs and not discrete_obs and not self.image else None
+        )
 
     def features(self, obs: torch.Tensor) -> torch.Tensor:
-        x = encode_obs(obs, self.obs_dim, self.discrete_obs)
+        x = encode_obs(obs, self.obs_dim, self.discrete_obs, self.image)
         return self.obs_norm(x) if self.obs_norm is not None else x
 
     def embed(self, obs: torch.Tensor) -> torch.Tensor:

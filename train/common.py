@@ -34,12 +34,14 @@ def make_run_dir(run: RunConfig, algo: str, *, resumable: bool = True) -> Path:
 
 def make_envs(
     run: RunConfig, device: torch.device, num_envs: int, *, render_mode: str | None = None,
-    vectorization: str = "sync",
+    vectorization: str = "sync", training: bool = False,
 ) -> gym.vector.VectorEnv:
-    """`envs.make` with its failures turned into one-line user errors."""
+    """`envs.make` with its failures turned into one-line user errors; `training` envs may
+    differ from evaluation's (Atari: a lost life ends the episode, rewards are clipped)."""
     try:
         return envs.make(
-            run.env, num_envs, device=device, vectorization=vectorization, render_mode=render_mode
+            run.env, num_envs, device=device, vectorization=vectorization, render_mode=render_mode,
+            training=training,
         )
     except envs.UnknownEnvError as e:
         raise UserError(str(e)) from None
@@ -47,6 +49,16 @@ def make_envs(
         raise UserError(f"{run.env} needs a package that is not installed: {e}") from None
     except gym.error.Error as e:
         raise UserError(f"cannot make {run.env}: {e}") from None
+
+
+def saved_sizes(net_kwargs: dict, *keys: str) -> dict:
+    """The observation sizes (and the named action sizes) an agent was built with, from its
+    checkpoint's net_kwargs; checkpoints from before image observations lack obs_shape."""
+    names = ("obs_dim", "discrete_obs", "obs_shape", "obs_scale", *keys)
+    sizes = {k: net_kwargs[k] for k in names if k in net_kwargs}
+    if sizes.get("obs_shape") is not None:
+        sizes["obs_shape"] = tuple(sizes["obs_shape"])
+    return sizes
 
 
 def seed_everything(seed: int) -> None:

@@ -28,6 +28,11 @@ class RunConfig:
     """env steps between greedy evaluations (0: only at the end)"""
     eval_episodes: int = 10
     """episodes per evaluation, run in parallel on separate eval envs"""
+    eval_video: bool = False
+    """at each evaluation, also play one greedy episode on a rendering env and put it in
+    TensorBoard as an animated GIF (eval/video), at most eval_video_frames frames"""
+    eval_video_frames: int = 500
+    """the longest eval video, in frames (bounds its memory: 500 Atari frames are 50 MB)"""
     run_name: str | None = None
     """run folder name under runs_dir; default {env}__{algo}__{seed}__{time}"""
     runs_dir: str = "runs"
@@ -61,7 +66,8 @@ class RunConfig:
     """seconds a rank waits for the others in a collective before the job fails (nproc > 1)"""
 
     def __post_init__(self) -> None:
-        for name in ("num_envs", "total_steps", "eval_episodes", "log_every", "nproc"):
+        for name in ("num_envs", "total_steps", "eval_episodes", "log_every", "nproc",
+                     "eval_video_frames"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be at least 1, got {getattr(self, name)}")
         if not self.dist_timeout > 0:

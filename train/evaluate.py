@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Callable
 
+import numpy as np
 import torch
 from gymnasium.vector import VectorEnv
 
@@ -37,3 +38,19 @@ def evaluate(
         if not running_N.any():  # sync
             break
     return returns_N.cpu()
+
+
+@torch.no_grad()
+def record_episode(
+    policy: Callable[[torch.Tensor], torch.Tensor], env: VectorEnv, *, seed: int, max_frames: int
+) -> np.ndarray:
+    """Frames (T, H, W, 3) uint8 of one episode of a 1-env `rgb_array` vector env, T ≤ max_frames
+    (a longer episode is cut: the cap bounds the memory). Syncs once a step."""
+    obs, _ = env.reset(seed=seed)
+    frames = [env.render()[0]]
+    while len(frames) < max_frames:
+        obs, _, terminated, truncated, _ = env.step(policy(obs))
+        if terminated[0] or truncated[0]:  # sync; the env has already reset: no more frames
+            break
+        frames.append(env.render()[0])
+    return np.stack(frames)

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import io
 import json
 import sys
 import time
 from pathlib import Path
 from typing import Callable
 
+import numpy as np
 import torch
 from torch.utils.tensorboard import SummaryWriter
 from tqdm import tqdm
@@ -90,6 +92,24 @@ class RunLogger:
         self.last_eval = float(returns.mean())
         self.writer.add_scalar("eval/episodic_return", self.last_eval, global_step)
         self._set_postfix()
+
+    def log_video(self, tag: str, frames: np.ndarray, global_step: int, fps: float) -> None:
+        """Frames (T, H, W, 3) uint8 as an animated GIF in TensorBoard's Images tab.
+
+        `SummaryWriter.add_video` needs moviepy to encode; imageio (already ours for replay)
+        writes the GIF and the image summary carries it, as add_video's own does.
+        """
+        import imageio.v2 as imageio
+        from tensorboard.compat.proto.summary_pb2 import Summary
+
+        buffer = io.BytesIO()
+        imageio.mimsave(buffer, list(frames), format="GIF", duration=1000 / fps, loop=0)
+        t, h, w, c = frames.shape
+        image = Summary.Image(
+            height=h, width=w, colorspace=c, encoded_image_string=buffer.getvalue()
+        )
+        summary = Summary(value=[Summary.Value(tag=tag, image=image)])
+        self.writer._get_file_writer().add_summary(summary, global_step)
 
     def message(self, text: str) -> None:
         """A line on the console that does not break the progress bar (rank 0's only)."""

@@ -5,9 +5,9 @@ from __future__ import annotations
 import gymnasium as gym
 import torch
 
-from agents import DQNAgent, DQNConfig, ReplayBuffer, linear_schedule
+from agents import DQNAgent, DQNConfig, FrameReplayBuffer, ReplayBuffer, linear_schedule
 from nets import space_sizes
-from train.common import StopFlag
+from train.common import StopFlag, saved_sizes
 from train.config import RunConfig
 from train.errors import UserError
 from train.session import EvalPoint, Session, TrainResult
@@ -36,6 +36,35 @@ def build_dqn(run: RunConfig, cfg: DQNConfig, space: gym.vector.VectorEnv, devic
     return DQNAgent(cfg, **sizes, device=device, seed=run.seed)
 
 
+def make_buffer(
+    run: RunConfig, cfg: DQNConfig, envs: gym.vector.VectorEnv, device
+) -> ReplayBuffer | FrameReplayBuffer:
+    """Frame-stacked pixels (Atari) store each frame once; anything else stores whole obs."""
+    obs_space = envs.single_observation_space
+    if envs.metadata.get("frame_stack"):
+        try:
+            return FrameReplayBuffer(
+                capacity=cfg.buffer_size, num_envs=run.num_envs, obs_shape=obs_space.shape,
+                device=device, seed=run.seed + 1,
+            )
+        except ValueError as e:
+            raise UserError(f"--buffer-size: {e}") from None
+    return ReplayBuffer(
+        capacity=cfg.buffer_size, obs_shape=obs_space.shape,
+        obs_dtype=torch.from_numpy(obs_space.sample()[None]).dtype, device=device,
+        seed=run.seed + 1,
+    )
+
+
+def describe_buffer(buffer: ReplayBuffer | FrameReplayBuffer) -> str:
+    """The buffer's exact memory, for the log at start."""
+    kind = "frames stored once" if isinstance(buffer, FrameReplayBuffer) else "whole observations"
+    return (
+        f"replay buffer: {buffer.capacity:,} transitions ({kind}), {buffer.nbytes / 1e6:,.1f} MB "
+        f"on {buffer.device} ({buffer.nbytes / buffer.capacity:,.0f} bytes per transition)"
+    )
+
+
 def train_dqn(
     run: RunConfig, cfg: DQNConfig, *, resume: dict | None = None, stop: StopFlag | None = None
 ) -> TrainResult:
@@ -43,18 +72,16 @@ def train_dqn(
     session = Session(run, "dqn", cfg, resume=resume, stop=stop)
     envs, device, n = session.envs, session.device, run.num_envs
     agent = build_dqn(run, cfg, envs, device)
-    obs_space = envs.single_observation_space
-    buffer = ReplayBuffer(
-        capacity=cfg.buffer_size, obs_shape=obs_space.shape,
-        obs_dtype=torch.from_numpy(obs_space.sample()[None]).dtype, device=device,
-        seed=run.seed + 1,
-    )
+    buffer = make_buffer(run, cfg, envs, device)
     freezer = prepare(run, agent.q_net, agent.net_kwargs, envs, resume=resume,
                       copies=(agent.target_net,))
     session.counters["steps_since_train"] = 0
     if resume is not None:
         _restore(resume, agent, buffer, log=print)
     obs = session.begin()
+    if session.episodes_cut:
+        buffer.cut_episodes()  # the stored episodes do not continue into the new obs
+    session.logger.message(describe_buffer(buffer))
     nonfinite = torch.zeros((), dtype=torch.bool, device=device)  # any NaN/inf loss since last check
     session.healthy = lambda: not nonfinite.item()  # sync
     session.algo_state = lambda: {
@@ -76,7 +103,7 @@ def train_dqn(
                 next_obs, reward, terminated, truncated, info = envs.step(action)
                 # final_obs is the true next observation, also where an episode just ended, so
                 # a truncated transition bootstraps from its real last state (terminated never).
-                buffer.add(obs, action, reward, info["final_obs"], terminated)
+                buffer.add(obs, action, reward, info["final_obs"], terminated, truncated)
                 obs = session.obs = next_obs
                 logger.stash_episodes(info)
                 global_step = counters["global_step"] = global_step + n
@@ -119,7 +146,7 @@ def _restore(ckpt, agent, buffer, log) -> None:
 def dqn_from_checkpoint(ckpt: dict, device: torch.device | str = "cpu") -> DQNAgent:
     """Rebuild a DQN agent (nets, optimizer, RNG) from a checkpoint alone."""
     cfg = DQNConfig(**{**ckpt["config"]["dqn"], "hidden": tuple(ckpt["config"]["dqn"]["hidden"])})
-    sizes = {k: ckpt["net_kwargs"][k] for k in ("obs_dim", "num_actions", "discrete_obs")}
+    sizes = saved_sizes(ckpt["net_kwargs"], "num_actions")
     agent = DQNAgent(cfg, **sizes, device=device, seed=ckpt["config"]["run"]["seed"])
     agent.load_state_dict(ckpt["agent"])
     return agent

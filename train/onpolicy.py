@@ -10,7 +10,7 @@ import torch
 from agents.buffers import RolloutBuffer, set_generator_state
 from agents.pg import PGAgent, PGConfig, RewardScaler, Rollout, compute_gae
 from nets import policy_sizes
-from train.common import StopFlag
+from train.common import StopFlag, saved_sizes
 from train.config import RunConfig
 from train.distributed import Dist, rank_seed
 from train.errors import UserError
@@ -169,7 +169,7 @@ def pg_from_checkpoint(ckpt: dict, device: torch.device | str = "cpu") -> PGAgen
     """Rebuild a policy-gradient agent from a checkpoint alone."""
     algo = ckpt["algo"]
     cfg = PGConfig(**{**ckpt["config"][algo], "hidden": tuple(ckpt["config"][algo]["hidden"])})
-    sizes = {k: ckpt["net_kwargs"][k] for k in ("obs_dim", "action_dim", "continuous", "discrete_obs")}
+    sizes = saved_sizes(ckpt["net_kwargs"], "action_dim", "continuous")
     agent = PGAgent(cfg, **sizes, device=device, seed=ckpt["config"]["run"]["seed"])
     agent.load_state_dict(ckpt["agent"])
     return agent

@@ -57,6 +57,8 @@ class ReplayArgs:
     """seed of the first episode's reset (episode k uses seed + k)"""
     device: Literal["auto", "cpu", "cuda"] = "cpu"
     """where the policy runs"""
+    threads: int = 1
+    """torch CPU threads (one frame at a time runs fastest on 1; 0 keeps torch's default)"""
 
 
 def env_of(ckpt: dict) -> str:
@@ -87,6 +89,8 @@ def replay(args: ReplayArgs) -> list[float]:
     if ckpt["algo"] not in POLICY_LOADERS:
         raise UserError(f"{file}: replay does not know algorithm '{ckpt['algo']}'")
     device = resolve_device(args.device)
+    if args.threads > 0:
+        torch.set_num_threads(args.threads)
     run = RunConfig(env=env_of(ckpt))
     render_mode = "rgb_array" if args.video else ("human" if args.render == "human" else None)
     if render_mode == "rgb_array":

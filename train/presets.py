@@ -5,6 +5,8 @@ from __future__ import annotations
 import dataclasses
 from typing import Any
 
+import envs
+
 # DQN presets follow rl-baselines3-zoo's hyperparameters (hyperparams/dqn.yml) translated to our
 # units (target_update_interval counts gradient steps, exploration_steps env steps), and were
 # re-tuned where ours solved faster or more reliably; the README's results table used these.
@@ -38,6 +40,23 @@ DQN_PRESETS: dict[str, dict[str, Any]] = {
         learning_rate=6.3e-4, batch_size=128, buffer_size=50_000, learning_starts=1_000,
         gamma=0.99, train_frequency=4, gradient_steps=4, target_update_interval=250,
         exploration_steps=12_000, end_epsilon=0.1, hidden=(256, 256),
+    ),
+    # Every Atari game: CleanRL's dqn_atari.py (the Nature-DQN settings with Adam): 10M steps,
+    # 1M-transition buffer, target copied every 1,000 env steps (250 gradient steps), ε to 0.01
+    # over the first 10%, plain (not Double) targets; the Huber loss of the Nature paper.
+    "atari": dict(
+        num_envs=1, total_steps=10_000_000, eval_every=250_000,
+        learning_rate=1e-4, batch_size=32, buffer_size=1_000_000, learning_starts=80_000,
+        gamma=0.99, train_frequency=4, gradient_steps=1, target_update_interval=250,
+        exploration_steps=1_000_000, end_epsilon=0.01, hidden=(512,), double_dqn=False,
+    ),
+    # Every MinAtar game: the MinAtar paper's DQN (Young & Tian 2019, examples/dqn.py) with Adam
+    # for its centered RMSProp: one update per step, 100k buffer, target every 1,000 updates.
+    "minatar": dict(
+        num_envs=1, total_steps=5_000_000, eval_every=50_000,
+        learning_rate=2.5e-4, batch_size=32, buffer_size=100_000, learning_starts=5_000,
+        gamma=0.99, train_frequency=1, gradient_steps=1, target_update_interval=1_000,
+        exploration_steps=100_000, end_epsilon=0.1, hidden=(128,), double_dqn=False,
     ),
 }
 
@@ -121,6 +140,26 @@ PG_PRESETS: dict[str, dict[str, dict[str, Any]]] = {
         ),
     },
 }
+# Pixels: one shared CNN trunk for actor and critic. PPO on Atari is CleanRL's ppo_atari.py;
+# A2C is Baselines' (16 envs × 5 steps, 7e-4); MinAtar uses the same with MinAtar's small CNN.
+_PPO_PIXELS = dict(
+    num_envs=8, num_steps=128, learning_rate=2.5e-4, gamma=0.99, gae_lambda=0.95,
+    num_minibatches=4, update_epochs=4, clip_coef=0.1, clip_vloss=True, ent_coef=0.01,
+    vf_coef=0.5, max_grad_norm=0.5, shared_trunk=True,
+)
+_A2C_PIXELS = dict(num_envs=16, ent_coef=0.01, vf_coef=0.5, shared_trunk=True)
+PG_PRESETS["ppo"]["atari"] = dict(
+    _PPO_PIXELS, total_steps=10_000_000, eval_every=250_000, hidden=(512,)
+)
+PG_PRESETS["ppo"]["minatar"] = dict(
+    _PPO_PIXELS, total_steps=5_000_000, eval_every=50_000, hidden=(128,)
+)
+PG_PRESETS["a2c"]["atari"] = dict(
+    _A2C_PIXELS, total_steps=10_000_000, eval_every=250_000, hidden=(512,)
+)
+PG_PRESETS["a2c"]["minatar"] = dict(
+    _A2C_PIXELS, total_steps=5_000_000, eval_every=50_000, hidden=(128,)
+)
 
 PRESETS = {"dqn": DQN_PRESETS, **PG_PRESETS}
 BASES = {"dqn": {}, **PG_BASE}
@@ -129,13 +168,20 @@ BASES = {"dqn": {}, **PG_BASE}
 def task_of(env_id: str) -> str:
     """The task an env id names: `rlplay/CartPole-v1` and `module:CartPole-v1` are CartPole-v1."""
     return env_id.rpartition(":")[2].removeprefix("rlplay/")
+def pixel_family(env_id: str) -> str | None:
+    """"atari" or "minatar" for their env ids (one preset serves every game), else None."""
+    try:
+        return envs.pixel_family(envs.check_env_id(env_id))
+    except envs.UnknownEnvError:
+        return None  # reported when the env is made
 
 
 def apply_preset(algo: str, env_id: str, *configs: Any) -> tuple[list[Any], dict[str, Any]]:
     """Return copies of `configs` with the algorithm's base settings and the preset for
     (algo, env_id) applied, and the env preset."""
     # rlplay/CartPole-v1 is CartPole-v1 (the same dynamics, on tensors): the same presets.
-    env_preset = PRESETS.get(algo, {}).get(task_of(env_id), {})
+    presets = PRESETS.get(algo, {})
+    env_preset = presets.get(task_of(env_id)) or presets.get(pixel_family(env_id), {})
     preset = {**BASES.get(algo, {}), **env_preset}
     out = []
     for config in configs:

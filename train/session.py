@@ -13,6 +13,7 @@ RNG and env state.
 from __future__ import annotations
 
 import dataclasses
+import os
 import time
 from pathlib import Path
 from typing import Any, Callable, NamedTuple
@@ -25,7 +26,7 @@ from train.common import StopFlag, make_envs, make_run_dir, seed_everything, sto
 from train import distributed
 from train.config import RunConfig
 from train.errors import TrainingDiverged
-from train.evaluate import eval_seed, evaluate
+from train.evaluate import eval_seed, evaluate, record_episode
 from train.logger import RunLogger
 
 
@@ -57,8 +58,14 @@ class Session:
         if run.threads > 0:
             torch.set_num_threads(run.threads)
         seed_everything(run.seed)  # the same on every rank: the nets start identical
-        self.envs = make_envs(run, self.device, self.num_envs, vectorization=run.vectorization)
+        self.envs = make_envs(
+            run, self.device, self.num_envs, vectorization=run.vectorization, training=True
+        )
         self.eval_envs = make_envs(run, self.device, run.eval_episodes) if dist.is_main else None
+        self.video_env = None
+        if run.eval_video and dist.is_main:
+            os.environ.setdefault("SDL_VIDEODRIVER", "dummy")  # off-screen frames, no display
+            self.video_env = make_envs(run, self.device, 1, render_mode="rgb_array")
         self.config = {
             "algo": algo, "run": dataclasses.asdict(run), algo: dataclasses.asdict(algo_config),
             "world_size": dist.world_size,
@@ -83,6 +90,7 @@ class Session:
         self._stop = stop
         self._start = time.perf_counter()
         self.obs: torch.Tensor | None = None  # the loop's current observation, for checkpoints
+        self.episodes_cut = False  # begin() reset the envs mid-episode (resume without env state)
         self.algo_state: Callable[[], dict] = dict  # the agent's (and buffer's) checkpoint part
         self.rank_state: Callable[[], dict] = dict  # the part of it that differs between ranks
         self.healthy: Callable[[], bool] = lambda: True  # False once a loss went NaN/inf
@@ -120,6 +128,7 @@ class Session:
                 if dist.is_main:
                     log("note: env state not restorable here; envs were reset with a fresh seed")
                 obs, _ = self.envs.reset(seed=run.seed + self.global_step + first_env)
+                self.episodes_cut = True
         self.logger = RunLogger(
             self.run_dir, total_steps=run.total_steps, start_step=self.global_step,
             progress=run.progress, main=dist.is_main, gather=dist.gather,
@@ -223,6 +232,8 @@ class Session:
         self.envs.close()
         if self.eval_envs is not None:
             self.eval_envs.close()
+        if self.video_env is not None:
+            self.video_env.close()
 
     def _pause_clock(self) -> None:
         self.counters["train_seconds"] = time.perf_counter() - self._start
@@ -236,13 +247,19 @@ class Session:
         c = self.counters
         mean = None
         if self.dist.is_main:
-            returns = evaluate(
-                policy, self.eval_envs, seed=eval_seed(self.run.seed, c["num_evals"])
-            )
+            seed = eval_seed(self.run.seed, c["num_evals"])
+            returns = evaluate(policy, self.eval_envs, seed=seed)
+            if self.video_env is not None:
+                frames = record_episode(
+                    policy, self.video_env, seed=seed, max_frames=self.run.eval_video_frames
+                )
+                fps = self.video_env.metadata.get("render_fps") or 30
+                self.logger.log_video("eval/video", frames, c["global_step"], fps)
             self.logger.log_eval(c["global_step"], returns)
             mean = float(returns.mean())
+            std = float(returns.std(correction=0))  # 1 episode: 0, not nan
             self.logger.message(
-                f"step {c['global_step']}: eval return {mean:.1f} ± {float(returns.std()):.1f} "
+                f"step {c['global_step']}: eval return {mean:.1f} ± {std:.1f} "
                 f"over {len(returns)} episodes"
             )
         mean = self.dist.broadcast(mean)

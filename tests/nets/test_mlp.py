@@ -18,8 +18,8 @@ Box, Discrete = gym.spaces.Box, gym.spaces.Discrete
     "obs_space, action_space, expected",
     [
         (Box(-1, 1, (4,)), Discrete(2), {"obs_dim": 4, "num_actions": 2, "discrete_obs": False}),
-        (Box(0, 255, (2, 3, 4), np.uint8), Discrete(6),
-         {"obs_dim": 24, "num_actions": 6, "discrete_obs": False}),  # flattened
+        (Box(0, 255, (2, 3, 4), np.float32), Discrete(6),
+         {"obs_dim": 24, "num_actions": 6, "discrete_obs": False}),  # flattened (uint8: an image)
         (Discrete(16), Discrete(4), {"obs_dim": 16, "num_actions": 4, "discrete_obs": True}),
     ],
 )

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import re
 import signal
 import subprocess
@@ -22,9 +21,8 @@ import torch
 
 from train.checkpoint import BEST, LATEST, load_checkpoint
 from train.cli import main
-from train_testlib import run_many
+from train_testlib import ENV, RLPLAY, WIDTH, run_many
 
-RLPLAY = str(Path(sys.executable).with_name("rlplay"))
 # The tiny run of train_testlib as flags; CartPole's preset supplies everything else.
 TINY_FLAGS = [
     "--env", "CartPole-v1", "--num-envs", "2", "--total-steps", "600", "--eval-every", "300",
@@ -33,10 +31,6 @@ TINY_FLAGS = [
     "--batch-size", "16", "--train-frequency", "4", "--gradient-steps", "1",
     "--target-update-interval", "20", "--exploration-steps", "300",
 ]
-# Wide enough that tyro's help rarely wraps a help text, narrow enough for one column (from
-# ~160 columns it lays the option groups out side by side).
-WIDTH = "120"
-ENV = {**os.environ, "COLUMNS": WIDTH}
 
 
 BAD = {  # name: (arguments after `rlplay`, the one-line error it must give)

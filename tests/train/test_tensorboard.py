@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+import numpy as np
 import pytest
 
 from train_testlib import accumulator, event_files, read_events, scalar_values
@@ -100,3 +101,47 @@ def test_config_json_holds_the_resolved_config(tiny_run):
     assert config["dqn"]["learning_rate"] == 0.00025  # DQNConfig's default: no preset in-process
     assert config["dqn"]["hidden"] == [16, 16]
     assert config["dqn"]["target_update_interval"] == 20
+
+
+def test_eval_video_is_an_animated_gif_per_evaluation_with_bounded_frames(tmp_path):
+    """--eval-video: one greedy episode per evaluation as eval/video, cut at eval_video_frames;
+    off by default (the tiny run above writes no image)."""
+    import imageio.v3 as iio
+
+    from train.offpolicy import train_dqn
+    from train_testlib import tiny_configs
+
+    run, cfg = tiny_configs(tmp_path, run_name="video", eval_video=True, eval_video_frames=5)
+    result = train_dqn(run, cfg)
+    events = [e for f in event_files(result.run_dir) for e in read_events(f)]
+    # TensorBoard's reader turns an image summary into a tensor [width, height, encoded image].
+    videos = [(e.step, v.tensor.string_val) for e in events for v in e.summary.value
+              if v.tag == "eval/video"]
+    assert [step for step, _ in videos] == [300, 600]
+    for _, (width, height, gif) in videos:
+        assert (int(width), int(height)) == (600, 400) and gif.startswith(b"GIF89a")
+        frames = iio.imread(gif, extension=".gif", index=None)
+        # Pillow merges repeated frames into one longer frame, so at most the 5 recorded.
+        assert 1 <= frames.shape[0] <= 5 and frames.shape[1:] == (400, 600, 3)
+
+
+def test_record_episode_is_one_whole_episode_or_cut_at_max_frames():
+    import torch
+
+    import envs
+    from train.evaluate import record_episode
+
+    env = envs.make("CartPole-v1", 1, render_mode="rgb_array")
+    push_right = lambda obs: torch.ones(1, dtype=torch.int64)  # noqa: E731 - falls in ~10 steps
+    whole = record_episode(push_right, env, seed=0, max_frames=1000)
+    obs, _ = env.reset(seed=0)
+    steps = 1
+    while not any(env.step(push_right(obs))[2:4]):
+        steps += 1
+    assert whole.shape == (steps, 400, 600, 3) and whole.dtype == np.uint8  # reset + each step
+    assert record_episode(push_right, env, seed=0, max_frames=4).shape[0] == 4
+    env.close()
+
+
+def test_no_video_without_the_flag(events):
+    assert not [v for e in events for v in e.summary.value if v.tag == "eval/video"]

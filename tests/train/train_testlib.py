@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import os
 import subprocess
+import sys
 from pathlib import Path
 
 from agents import DQNConfig
@@ -21,6 +22,28 @@ TINY_DQN = dict(
     hidden=(16, 16), learning_starts=100, buffer_size=1000, batch_size=16, train_frequency=4,
     gradient_steps=1, target_update_interval=20, exploration_steps=300,
 )
+
+
+RLPLAY = str(Path(sys.executable).with_name("rlplay"))
+# Wide enough that tyro's help rarely wraps a help text, narrow enough for one column (from
+# ~160 columns it lays the option groups out side by side).
+WIDTH = "120"
+ENV = {**os.environ, "COLUMNS": WIDTH}
+
+
+def run_many(commands: dict[str, list[str]], cwd: Path) -> dict[str, subprocess.CompletedProcess]:
+    """Run the commands at once and wait for all of them."""
+    procs = {
+        name: subprocess.Popen(
+            argv, cwd=cwd, env=ENV, text=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        )
+        for name, argv in commands.items()
+    }
+    results = {}
+    for name, proc in procs.items():
+        out, err = proc.communicate(timeout=180)
+        results[name] = subprocess.CompletedProcess(proc.args, proc.returncode, out, err)
+    return results
 
 
 def tiny_configs(runs_dir: Path, **overrides) -> tuple[RunConfig, DQNConfig]:
