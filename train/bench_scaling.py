@@ -73,8 +73,8 @@ def scaling_command(argv: list[str]) -> int:
             for seed in opts.seeds:
                 summary, sps = run_once(opts, nproc, seed, runs_dir)
                 rows.setdefault(nproc, []).append((summary, sps))
-                solved = ("never" if summary.seconds_to_solve is None else
-                          f"{summary.steps_to_solve} steps, {summary.seconds_to_solve:.1f} s")
+                solved = ("never" if summary.reach_seconds is None else
+                          f"{summary.reach_steps} steps, {summary.reach_seconds:.1f} s")
                 print(f"nproc {nproc} seed {seed}: {sps:,.0f} env steps/s, "
                       f"{SOLVED:.0f} at {solved}", file=sys.stderr, flush=True)
     print(f"\n{'nproc':>5}  {'env steps/s':>11}  {'steps to 475':>12}  {'s to 475':>8}  "
@@ -82,9 +82,9 @@ def scaling_command(argv: list[str]) -> int:
     base = None
     for nproc, runs in rows.items():
         sps = statistics.median(r[1] for r in runs)
-        solved = [r[0] for r in runs if r[0].seconds_to_solve is not None]
-        steps = statistics.median(s.steps_to_solve for s in solved) if solved else None
-        secs = statistics.median(s.seconds_to_solve for s in solved) if solved else None
+        solved = [r[0] for r in runs if r[0].reach_seconds is not None]
+        steps = statistics.median(s.reach_steps for s in solved) if solved else None
+        secs = statistics.median(s.reach_seconds for s in solved) if solved else None
         base = base or sps
         print(f"{nproc:>5}  {sps:>11,.0f}  {steps if steps is not None else 'never':>12}  "
               f"{f'{secs:.1f}' if secs is not None else 'never':>8}  "
