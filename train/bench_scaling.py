@@ -83,7 +83,7 @@ def scaling_command(argv: list[str]) -> int:
     for nproc, runs in rows.items():
         sps = statistics.median(r[1] for r in runs)
         solved = [r[0] for r in runs if r[0].reach_seconds is not None]
-        steps = statistics.median(s.reach_steps for s in solved) if solved else None
+        steps = int(statistics.median(s.reach_steps for s in solved)) if solved else None
         secs = statistics.median(s.reach_seconds for s in solved) if solved else None
         base = base or sps
         print(f"{nproc:>5}  {sps:>11,.0f}  {steps if steps is not None else 'never':>12}  "

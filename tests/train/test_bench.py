@@ -42,3 +42,19 @@ def test_table_median_row():
     median_row = table((1, 2, 3), runs, None).splitlines()[5]
     # reach: 1000, 2000, never -> 2000; stay: 1000, 2000, never -> 2000
     assert median_row.split() == ["median", "2000/2.0s", "2000/2.0s", "500.0"]
+
+
+def test_scaling_table_reads_the_run_summaries(monkeypatch, capsys):
+    """`rlplay bench ppo-scaling`'s report from (summary, env steps/s) per run, without the runs."""
+    from train import bench_scaling
+
+    runs = {(1, 1): (summarize(curve(100, 500)), 1000.0), (1, 2): (summarize(curve(10, 20)), 1200.0),
+            (2, 1): (summarize(curve(500, 500)), 600.0), (2, 2): (summarize(curve(500)), 500.0)}
+    monkeypatch.setattr(bench_scaling, "run_once",
+                        lambda opts, nproc, seed, runs_dir: runs[(nproc, seed)])
+    assert bench_scaling.scaling_command(["--nprocs", "1", "2", "--seeds", "1", "2"]) == 0
+    rows = [line.split() for line in capsys.readouterr().out.splitlines()
+            if line.strip()[:1] in ("1", "2")]
+    # nproc, median env steps/s, median steps and seconds over the solved seeds, solved count
+    assert rows[0][:5] == ["1", "1,100", "2000", "2.0", "1/2"]
+    assert rows[1][:5] == ["2", "550", "1000", "1.0", "2/2"]
