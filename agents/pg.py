@@ -292,10 +292,8 @@ class PGAgent:
         grads = [p.grad for p in self.net.parameters() if p.grad is not None]
         flat = self.dp.all_reduce(torch.cat([g.reshape(-1) for g in grads]))
         flat /= self.dp.world_size
-        offset = 0
-        for g in grads:
-            g.copy_(flat[offset : offset + g.numel()].view_as(g))
-            offset += g.numel()
+        for g, mean in zip(grads, flat.split([g.numel() for g in grads])):
+            g.copy_(mean.view_as(g))
 
     def _minibatch_step(self, mb: Rollout) -> dict[str, torch.Tensor]:
         cfg = self.config

@@ -31,21 +31,6 @@ WIDTH = "120"
 ENV = {**os.environ, "COLUMNS": WIDTH}
 
 
-def run_many(commands: dict[str, list[str]], cwd: Path) -> dict[str, subprocess.CompletedProcess]:
-    """Run the commands at once and wait for all of them."""
-    procs = {
-        name: subprocess.Popen(
-            argv, cwd=cwd, env=ENV, text=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-        )
-        for name, argv in commands.items()
-    }
-    results = {}
-    for name, proc in procs.items():
-        out, err = proc.communicate(timeout=180)
-        results[name] = subprocess.CompletedProcess(proc.args, proc.returncode, out, err)
-    return results
-
-
 def tiny_configs(runs_dir: Path, **overrides) -> tuple[RunConfig, DQNConfig]:
     """The tiny RunConfig and DQNConfig; `overrides` go to whichever dataclass has the field."""
     run_fields = {f.name for f in dataclasses.fields(RunConfig)}
@@ -57,7 +42,7 @@ def tiny_configs(runs_dir: Path, **overrides) -> tuple[RunConfig, DQNConfig]:
 
 
 def run_many(
-    commands: dict[str, list[str]], cwd: Path, columns: str = "120",
+    commands: dict[str, list[str]], cwd: Path, columns: str = WIDTH,
 ) -> dict[str, subprocess.CompletedProcess]:
     """Run the commands at once (each `rlplay` spends ~2 s importing) and wait for all of them."""
     env = {**os.environ, "COLUMNS": columns}
