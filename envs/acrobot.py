@@ -150,6 +150,7 @@ class AcrobotVectorEnv(VectorEnv):
         render_mode: str | None = None,
         params: AcrobotParams = AcrobotParams(),
         compile: bool = False,
+        counter_rng: bool | None = None,
     ):
         np_dtype = batched.np_dtype(dtype)
         high = np.array([1.0, 1.0, 1.0, 1.0, params.max_vel_1, params.max_vel_2], dtype=np_dtype)
@@ -159,7 +160,7 @@ class AcrobotVectorEnv(VectorEnv):
             observation_space=gym.spaces.Box(-high, high, dtype=np_dtype),
             action_space=gym.spaces.Discrete(len(params.avail_torque)), state_dim=4,
             uniform_shape=(4,), transition=acrobot_transition, reset=acrobot_reset,
-            obs=acrobot_obs, compile=compile,
+            obs=acrobot_obs, compile=compile, counter_rng=counter_rng,
         )
 
     def reset(self, *, seed: int | None = None, options: dict | None = None):

@@ -101,6 +101,7 @@ class CartPoleVectorEnv(VectorEnv):
         render_mode: str | None = None,
         params: CartPoleParams = CartPoleParams(),
         compile: bool = False,
+        counter_rng: bool | None = None,
     ):
         high = np.array(
             [params.x_threshold * 2, np.inf, params.theta_threshold * 2, np.inf], dtype=np.float32
@@ -111,7 +112,7 @@ class CartPoleVectorEnv(VectorEnv):
             observation_space=gym.spaces.Box(-high, high, dtype=batched.np_dtype(dtype)),
             action_space=gym.spaces.Discrete(2), state_dim=4, uniform_shape=(4,),
             transition=cartpole_transition, reset=cartpole_reset, return_dtype=torch.float32,
-            compile=compile,
+            compile=compile, counter_rng=counter_rng,
         )
 
     def reset(self, *, seed: int | None = None, options: dict | None = None):

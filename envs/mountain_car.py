@@ -145,13 +145,14 @@ class MountainCarVectorEnv(VectorEnv):
         render_mode: str | None = None,
         params: MountainCarParams = MountainCarParams(),
         compile: bool = False,
+        counter_rng: bool | None = None,
     ):
         batched.setup(
             self, num_envs=num_envs, device=device, dtype=dtype, params=params,
             render_mode=render_mode, observation_space=_observation_space(params, dtype),
             action_space=gym.spaces.Discrete(3), state_dim=2, uniform_shape=(),
             transition=mountain_car_transition, reset=mountain_car_reset,
-            return_dtype=torch.float32, compile=compile,
+            return_dtype=torch.float32, compile=compile, counter_rng=counter_rng,
         )
 
     def reset(self, *, seed: int | None = None, options: dict | None = None):
@@ -189,6 +190,7 @@ class ContinuousMountainCarVectorEnv(VectorEnv):
         render_mode: str | None = None,
         params: ContinuousMountainCarParams = ContinuousMountainCarParams(),
         compile: bool = False,
+        counter_rng: bool | None = None,
     ):
         action_space = gym.spaces.Box(
             params.min_action, params.max_action, shape=(1,), dtype=batched.np_dtype(dtype)
@@ -198,7 +200,7 @@ class ContinuousMountainCarVectorEnv(VectorEnv):
             render_mode=render_mode, observation_space=_observation_space(params, dtype),
             action_space=action_space, state_dim=2, uniform_shape=(),
             transition=continuous_mountain_car_transition, reset=mountain_car_reset,
-            compile=compile,
+            compile=compile, counter_rng=counter_rng,
         )
 
     def reset(self, *, seed: int | None = None, options: dict | None = None):

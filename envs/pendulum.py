@@ -101,6 +101,7 @@ class PendulumVectorEnv(VectorEnv):
         render_mode: str | None = None,
         params: PendulumParams = PendulumParams(),
         compile: bool = False,
+        counter_rng: bool | None = None,
     ):
         np_dtype = batched.np_dtype(dtype)
         high = np.array([1.0, 1.0, params.max_speed], dtype=np_dtype)
@@ -112,7 +113,7 @@ class PendulumVectorEnv(VectorEnv):
                 -params.max_torque, params.max_torque, shape=(1,), dtype=np_dtype
             ),
             state_dim=2, uniform_shape=(2,), transition=pendulum_transition,
-            reset=pendulum_reset, obs=pendulum_obs, compile=compile,
+            reset=pendulum_reset, obs=pendulum_obs, compile=compile, counter_rng=counter_rng,
         )
         self._last_u = None  # env 0's torque arrow, for rendering
 

@@ -20,7 +20,10 @@ pytestmark = [
 def trajectory(env_id: str, compile: bool, num_envs: int = 16, steps: int = 250):
     """(observations, final observations and rewards; terminated and truncated flags) of a seeded
     random-action run long enough to cross the time limit (Pendulum's 200 steps)."""
-    env = gym.make_vec(env_id, num_envs=num_envs, compile=compile, dtype=torch.float64)
+    # counter_rng: the eager env draws its resets as the compiled one does by default
+    env = gym.make_vec(
+        env_id, num_envs=num_envs, compile=compile, counter_rng=True, dtype=torch.float64
+    )
     obs, _ = env.reset(seed=3)
     env.action_space.seed(0)
     values, flags = [], []
