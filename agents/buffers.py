@@ -155,12 +155,11 @@ class RolloutBuffer:
         self.terminated = zeros(T, N, dtype=torch.bool)
         self.truncated = zeros(T, N, dtype=torch.bool)
 
-    def store(self, t: int, *, obs, action, logprob, value, reward, terminated, truncated, final_obs):
-        """Write step t of every env."""
+    def store(self, t: int, *, obs, action, logprob, reward, terminated, truncated, final_obs):
+        """Write step t of every env (`value` is filled once the rollout is complete)."""
         self.obs[t] = obs
         self.action[t] = action
         self.logprob[t] = logprob
-        self.value[t] = value
         self.reward[t] = reward.to(torch.float32)
         self.terminated[t] = terminated
         self.truncated[t] = truncated

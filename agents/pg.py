@@ -202,11 +202,9 @@ class PGAgent:
         return self.net.sample(obs_N, self.generator)[0]
 
     @torch.no_grad()
-    def explore(self, obs_N: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """(action, logprob, value) sampled for the rollout."""
-        action_N, logprob_N = self.net.sample(obs_N, self.generator)
-        value_N = self.net.value(obs_N) if self.config.critic else torch.zeros_like(logprob_N)
-        return action_N, logprob_N, value_N
+    def explore(self, obs_N: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(action, logprob) sampled for the rollout; its values come after it, batched."""
+        return self.net.sample(obs_N, self.generator)
 
     @torch.no_grad()
     def value(self, obs_N: torch.Tensor) -> torch.Tensor:
@@ -305,7 +303,8 @@ class PGAgent:
             new_logprob, mb.logprob, advantage, cfg.clip_coef
         )
         entropy_loss = entropy.mean()
-        loss = policy_loss - cfg.ent_coef * entropy_loss
+        # Without a bonus the entropy is only logged: kept out of the loss, backward skips it.
+        loss = policy_loss - cfg.ent_coef * entropy_loss if cfg.ent_coef else policy_loss
         v_loss = torch.zeros_like(policy_loss)
         if cfg.critic:
             v_loss = value_loss(

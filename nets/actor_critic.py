@@ -29,12 +29,19 @@ def orthogonal_init(module: nn.Module, gain: float = math.sqrt(2), bias: float =
 
 def categorical_log_prob(logits_BA: torch.Tensor, action_B: torch.Tensor) -> torch.Tensor:
     """log π(a|s) of a categorical policy given its unnormalised logits."""
-    return F.log_softmax(logits_BA, dim=-1).gather(-1, action_B.long().unsqueeze(-1)).squeeze(-1)
+    return _pick(F.log_softmax(logits_BA, dim=-1), action_B)
 
 
 def categorical_entropy(logits_BA: torch.Tensor) -> torch.Tensor:
     """H[π(·|s)] = −Σ_a p log p of a categorical policy."""
-    log_p_BA = F.log_softmax(logits_BA, dim=-1)
+    return _entropy(F.log_softmax(logits_BA, dim=-1))
+
+
+def _pick(log_p_BA: torch.Tensor, action_B: torch.Tensor) -> torch.Tensor:
+    return log_p_BA.gather(-1, action_B.long().unsqueeze(-1)).squeeze(-1)
+
+
+def _entropy(log_p_BA: torch.Tensor) -> torch.Tensor:
     return -(log_p_BA.exp() * log_p_BA).sum(-1)
 
 
@@ -138,5 +145,6 @@ class ActorCritic(nn.Module):
             logprob = gaussian_log_prob(params, self.log_std, action)
             entropy = gaussian_entropy(self.log_std, params.shape[0])
         else:
-            logprob, entropy = categorical_log_prob(params, action), categorical_entropy(params)
+            log_p = F.log_softmax(params, dim=-1)  # once for both (the update's hot path)
+            logprob, entropy = _pick(log_p, action), _entropy(log_p)
         return logprob, entropy, self.value(obs)

@@ -123,21 +123,26 @@ def train_pg(
                     frac = 1.0 - counters["global_step"] / run.total_steps
                     agent.set_learning_rate(cfg.learning_rate * max(frac, 0.0))
                 for t in range(T):
-                    action, logprob, value = agent.explore(obs)
+                    action, logprob = agent.explore(obs)
                     next_obs, reward, terminated, truncated, info = envs.step(clip(action))
                     if reward_scaler is not None:  # what the agent learns from; logs keep the env's
                         reward = reward_scaler(reward, terminated | truncated)
                     rollout.store(
-                        t, obs=obs, action=action, logprob=logprob, value=value, reward=reward,
+                        t, obs=obs, action=action, logprob=logprob, reward=reward,
                         terminated=terminated, truncated=truncated, final_obs=info["final_obs"],
                     )
                     obs = session.obs = next_obs
                     logger.stash_episodes(info)
                     counters["global_step"] += run.num_envs  # all ranks' env steps
 
-                # V of every step's true next state in one batched forward: the final obs where
-                # an episode ended (truncation bootstraps from it), else the next obs.
-                next_value_TN = agent.value(rollout.final_obs.flatten(0, 1)).view(T, n)
+                # V of every step's state and of its true next state (the final obs where an
+                # episode ended: truncation bootstraps from it), in one batched forward after the
+                # rollout rather than one per step: the weights did not change in between.
+                value_2TN = agent.value(
+                    torch.cat([rollout.obs, rollout.final_obs]).flatten(0, 1)
+                ).view(2 * T, n)
+                rollout.value.copy_(value_2TN[:T])
+                next_value_TN = value_2TN[T:]
                 done_TN = rollout.terminated | rollout.truncated
                 advantage_TN = compute_gae(
                     rollout.reward, rollout.value, next_value_TN, rollout.terminated, done_TN,

@@ -402,8 +402,7 @@ def test_without_a_critic_the_value_net_is_untouched():
         for x, y in zip(actor_before, params(agent.net.policy_head) + params(agent.net.actor_trunk))
     )
     assert agent.net.value_head.weight not in agent.optimizer.state  # never stepped
-    _, _, value_N = agent.explore(rollout.obs)
-    assert torch.equal(value_N, torch.zeros(BATCH))
+    assert torch.equal(agent.value(rollout.obs), torch.zeros(BATCH))
 
 
 def test_seeded_agents_produce_identical_updates():
