@@ -205,6 +205,29 @@ def step(env, action: torch.Tensor):
     return s.obs, s.reward, s.terminated, s.truncated, info
 
 
+def snapshot(env) -> dict[str, torch.Tensor]:
+    """Everything a torch env's future depends on, as CPU tensors (a checkpoint's env state)."""
+    return {
+        "state": env.state.contiguous().cpu(), "elapsed": env.elapsed.cpu(),
+        "episode_return": env.episode_return.cpu(), "generator": env.generator.get_state(),
+    }
+
+
+def restore(env, snap: dict[str, torch.Tensor]) -> None:
+    """Put a `snapshot` back; the generator only if it is of this env's device type (as the
+    agents' generators: a run moved between CPU and CUDA continues with its fresh stream)."""
+    if snap["state"].shape != env.state.shape:
+        raise ValueError(f"env state does not match this vector env: {tuple(snap['state'].shape)} "
+                         f"saved, {tuple(env.state.shape)} here (same num_envs expected)")
+    env.state = snap["state"].to(env.device, env.dtype)
+    if env.compiled:  # the layout the compiled step was specialised for
+        env.state = column_major(env.state)
+    env.elapsed = snap["elapsed"].to(env.device)
+    env.episode_return = snap["episode_return"].to(env.device, env.episode_return.dtype)
+    if snap["generator"].numel() == env.generator.get_state().numel():
+        env.generator.set_state(snap["generator"])
+
+
 def render(env, make_renderer: Callable[[], Any], **attributes):
     """Env 0 as an RGB frame, drawn by Gymnasium's own renderer (made once, given our state)."""
     if env._renderer is None:

@@ -1,4 +1,5 @@
-"""Snapshots of a sync vector env's plain-data state, so that a resumed run continues exactly."""
+"""Snapshots of a vector env's state (a sync vector env's plain data, or our torch envs'
+tensors), so that a resumed run continues exactly."""
 
 from __future__ import annotations
 
@@ -8,11 +9,14 @@ import numpy as np
 import torch
 from gymnasium.vector import SyncVectorEnv, VectorEnv
 
+from envs import batched
+
 _SCALARS = (bool, int, float, str, type(None))
 
 
 def get_env_state(envs: VectorEnv) -> dict | None:
-    """Plain-data state of every layer of a sync vector env and its sub-envs; None if async.
+    """Plain-data state of every layer of a sync vector env and its sub-envs, or the tensors and
+    generator state of one of our torch-native envs; None if async.
 
     Classic-control and most pure-Python envs keep their whole state in plain attributes
     (numpy arrays, numbers, the `np.random.Generator`), which we copy. Envs whose state lives in
@@ -21,6 +25,8 @@ def get_env_state(envs: VectorEnv) -> dict | None:
     """
     if envs.metadata.get("opaque_state"):
         return None
+    if _is_torch_native(envs):
+        return {"torch_env": batched.snapshot(envs.unwrapped)}
     vector_layers = _layers(envs)
     base = vector_layers[-1]
     if not isinstance(base, SyncVectorEnv):
@@ -33,6 +39,11 @@ def get_env_state(envs: VectorEnv) -> dict | None:
 
 def set_env_state(envs: VectorEnv, state: dict) -> None:
     """Restore what `get_env_state` captured onto an env built the same way."""
+    if _is_torch_native(envs) != ("torch_env" in state):
+        raise ValueError("env state does not match this vector env (torch-native vs Gymnasium's)")
+    if "torch_env" in state:
+        batched.restore(envs.unwrapped, state["torch_env"])
+        return
     vector_layers = _layers(envs)
     base = vector_layers[-1]
     if not isinstance(base, SyncVectorEnv) or len(state["envs"]) != len(base.envs):
@@ -42,6 +53,11 @@ def set_env_state(envs: VectorEnv, state: dict) -> None:
     for env, snaps in zip(base.envs, state["envs"], strict=True):
         for layer, snap in zip(_layers(env), snaps, strict=True):
             _restore(layer, snap)
+
+
+def _is_torch_native(envs: VectorEnv) -> bool:
+    """Our batched torch envs (envs/batched.py): their state is a few tensors and a generator."""
+    return hasattr(envs.unwrapped, "_transition")
 
 
 def _layers(env: Any) -> list[Any]:

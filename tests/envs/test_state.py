@@ -158,3 +158,34 @@ def test_set_env_state_rejects_a_different_num_envs():
         envs.set_env_state(other, envs.get_env_state(vec))
     vec.close()
     other.close()
+
+
+@pytest.mark.parametrize("env_id", ["rlplay/CartPole-v1", "rlplay/Pendulum-v1"])
+def test_torch_native_env_restores_exactly_across_autoresets(env_id):
+    num_envs = 4
+    vec = envs.make(env_id, num_envs, device="cpu")
+    vec.reset(seed=9)
+    space_g = torch.Generator().manual_seed(1)
+    sample = lambda: (  # noqa: E731  discrete or continuous actions, from our own generator
+        torch.randint(0, 2, (num_envs,), generator=space_g) if env_id.endswith("CartPole-v1")
+        else 4 * torch.rand(num_envs, 1, generator=space_g) - 2
+    )
+    for _ in range(150):  # into the run: mid-episode, some envs already reset once
+        vec.step(sample())
+    state = save_and_load(envs.get_env_state(vec))  # must load with weights_only=True
+    actions_TN = torch.stack([sample() for _ in range(300)])  # Pendulum truncates at 200
+    expected = step_all(vec, actions_TN)
+    fresh = envs.make(env_id, num_envs, device="cpu")
+    envs.set_env_state(fresh, state)  # never reset: the snapshot is all it gets
+    got = step_all(fresh, actions_TN)
+    assert_same_steps(expected, got)
+    done = torch.stack([s[2] | s[3] for s in expected])
+    assert done.sum() >= num_envs  # the comparison crossed resets, which use the generator
+
+
+def test_torch_native_state_does_not_restore_onto_a_gymnasium_env():
+    state = envs.get_env_state(envs.make("rlplay/CartPole-v1", 2, device="cpu"))
+    with pytest.raises(ValueError, match="torch-native"):
+        envs.set_env_state(envs.make("CartPole-v1", 2, device="cpu"), state)
+    with pytest.raises(ValueError, match="num_envs"):
+        envs.set_env_state(envs.make("rlplay/CartPole-v1", 3, device="cpu"), state)

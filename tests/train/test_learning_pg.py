@@ -11,8 +11,8 @@ from train.presets import PG_PRESETS, apply_preset
 from train_testlib import StopAfter
 
 
-def preset_run(algo, env, tmp_path, **run_overrides):
-    (run, cfg), _ = apply_preset(algo, env, RunConfig(env=env), PGConfig())
+def preset_run(algo, task, tmp_path, **run_overrides):
+    (run, cfg), _ = apply_preset(algo, task, RunConfig(env=task), PGConfig())
     run.seed, run.device, run.progress, run.runs_dir = 1, "cpu", False, str(tmp_path)
     for k, v in run_overrides.items():
         setattr(run, k, v)
@@ -28,8 +28,10 @@ def test_policy_gradient_solves_cartpole_within_its_preset(algo, threshold, tmp_
     assert result.global_step <= PG_PRESETS[algo]["CartPole-v1"]["total_steps"]
 
 
-def test_ppo_stop_and_resume_is_bitwise_exact(tmp_path):
-    overrides = dict(total_steps=2_048, eval_every=768, log_every=256, eval_episodes=2)
+@pytest.mark.parametrize("env", ["CartPole-v1", "rlplay/CartPole-v1"])
+def test_ppo_stop_and_resume_is_bitwise_exact(env, tmp_path, capsys):
+    # The preset is CartPole-v1's either way; run.env picks Gymnasium's or our torch envs.
+    overrides = dict(env=env, total_steps=2_048, eval_every=768, log_every=256, eval_episodes=2)
     run, cfg = preset_run("ppo", "CartPole-v1", tmp_path / "a", **overrides)
     cfg.norm_obs = cfg.norm_reward = True  # their statistics must resume exactly too
     whole = train_pg(run, cfg, algo="ppo")
@@ -40,7 +42,9 @@ def test_ppo_stop_and_resume_is_bitwise_exact(tmp_path):
     assert first.stopped_by == "SIGINT" and 0 < first.global_step < 2_048
     ckpt, file = load_checkpoint(first.run_dir)
     ckpt["run_dir"] = str(file.parent)
+    capsys.readouterr()
     second = train_pg(run, cfg, algo="ppo", resume=ckpt)
+    assert "env state not restorable" not in capsys.readouterr().out  # the envs continue
     assert second.global_step == whole.global_step == 2_048
 
     a, _ = load_checkpoint(whole.run_dir)
