@@ -47,17 +47,18 @@ def restore_pg(
     if not agent.load_state_dict(ckpt["agent"]):
         print("note: the checkpoint was written on another device type; sampling continues "
               "from a fresh RNG stream (resume is not exact)")
-    if reward_scaler is not None:
-        reward_scaler.load_state_dict(ckpt["reward_scaler"], returns=not session.world_changed)
     mine = session.rank_resume
+    if reward_scaler is not None:  # this rank's own statistics where the checkpoint has them
+        reward_scaler.load_state_dict(
+            (mine or ckpt)["reward_scaler"], returns=not session.world_changed
+        )
     if mine is not None:
         set_generator_state(agent.generator, mine["generator"])
-        if reward_scaler is not None:
-            reward_scaler.load_state_dict(mine["reward_scaler"])
     elif session.world_changed:
-        agent.generator.manual_seed(
-            rank_seed(session.run.seed + session.global_step, session.dist.rank)
-        )
+        # The checkpoint's step, as the envs' reseed uses: the session's counters are loaded
+        # only by session.begin(), after this.
+        step = ckpt["counters"]["global_step"]
+        agent.generator.manual_seed(rank_seed(session.run.seed + step, session.dist.rank))
 
 
 def to_env_action(action_space: gym.Space, device) -> Callable[[torch.Tensor], torch.Tensor]:
