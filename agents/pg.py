@@ -249,9 +249,9 @@ class PGAgent:
                 for k, v in metrics.items():
                     totals[k] = totals.get(k, 0) + v
                 count += 1
-            kl = totals["approx_kl"] / count if cfg.target_kl is not None else None
-            if kl is not None and self._mean(kl) > cfg.target_kl:
-                break  # sync: early stop needs the host to know the KL (once per epoch)
+            if cfg.target_kl is not None:
+                if self._mean(totals["approx_kl"] / count) > cfg.target_kl:
+                    break  # sync: early stop needs the host to know the KL (once per epoch)
         self.num_updates += 1
         out = {k: v / count for k, v in totals.items()}
         out["explained_variance"] = explained_variance(rollout.value, rollout.returns)

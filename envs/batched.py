@@ -178,13 +178,16 @@ def step_noise(env):
     return uniform(env)
 
 
+def _set_state(env, state_NS: torch.Tensor) -> None:
+    """Replace the state, in the layout the compiled step was specialised for (if compiled)."""
+    env.state = column_major(state_NS) if env.compiled else state_NS
+
+
 def reset(env, seed: int | None):
     """Reseed if asked, draw fresh states for every env, zero the counters; (obs, info)."""
     if seed is not None:
         env.generator.manual_seed(seed)
-    env.state = env._reset(uniform(env), env.params)
-    if env.compiled:  # the layout the compiled step was specialised for
-        env.state = column_major(env.state)
+    _set_state(env, env._reset(uniform(env), env.params))
     env.elapsed = torch.zeros_like(env.elapsed)
     env.episode_return = torch.zeros_like(env.episode_return)
     return env._obs(env.state), {}
@@ -219,9 +222,7 @@ def restore(env, snap: dict[str, torch.Tensor]) -> None:
     if snap["state"].shape != env.state.shape:
         raise ValueError(f"env state does not match this vector env: {tuple(snap['state'].shape)} "
                          f"saved, {tuple(env.state.shape)} here (same num_envs expected)")
-    env.state = snap["state"].to(env.device, env.dtype)
-    if env.compiled:  # the layout the compiled step was specialised for
-        env.state = column_major(env.state)
+    _set_state(env, snap["state"].to(env.device, env.dtype))
     env.elapsed = snap["elapsed"].to(env.device)
     env.episode_return = snap["episode_return"].to(env.device, env.episode_return.dtype)
     if snap["generator"].numel() == env.generator.get_state().numel():

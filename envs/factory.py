@@ -104,11 +104,12 @@ def make(
             **kwargs,
         )
     spec = gym.spec(name)
+    family = pixels.pixel_family(name)
     wrappers: list = []
-    if pixels.is_atari(spec):
+    if family == "atari":
         kwargs = {**pixels.atari_kwargs(spec), **kwargs}
         wrappers = pixels.atari_wrappers(training=training)
-    elif pixels.is_minatar(spec):
+    elif family == "minatar":
         wrappers = [pixels.MinAtarFrames]
     envs = gym.make_vec(
         name,
@@ -118,12 +119,12 @@ def make(
         wrappers=wrappers,
         **kwargs,
     )
-    if pixels.is_atari(spec):
+    if family == "atari":
         # Episode statistics are recorded inside each env (below life loss and clipping).
         envs.metadata = {**envs.metadata, "frame_stack": pixels.FRAME_STACK}
     else:
         envs = RecordEpisodeStatistics(envs)
-    if pixels.is_atari(spec) or pixels.is_minatar(spec):
+    if family is not None:
         # Their state lives in an emulator / game object that get_env_state cannot copy.
         envs.metadata = {**envs.metadata, "opaque_state": True}
     envs = DenseFinalObs(envs)

@@ -140,11 +140,15 @@ class ActorCritic(nn.Module):
 
     def evaluate_actions(self, obs: torch.Tensor, action: torch.Tensor):
         """(log π(a|s), entropy, V(s)) for stored actions: what PPO/A2C losses need."""
-        params = self.policy_params(obs)
+        # The input features (and a shared trunk) once for both heads: a CNN on pixels.
+        x = self.features(obs)
+        hidden = self.actor_trunk(x)
+        params = self.policy_head(hidden)
+        value_hidden = hidden if self.shared else self.critic_trunk(x)
         if self.continuous:
             logprob = gaussian_log_prob(params, self.log_std, action)
             entropy = gaussian_entropy(self.log_std, params.shape[0])
         else:
             log_p = F.log_softmax(params, dim=-1)  # once for both (the update's hot path)
             logprob, entropy = _pick(log_p, action), _entropy(log_p)
-        return logprob, entropy, self.value(obs)
+        return logprob, entropy, self.value_head(value_hidden).squeeze(-1)

@@ -116,9 +116,10 @@ class Dist:
             return reason
         code = torch.tensor([_reason_code(reason)])
         dist.all_reduce(code, op=dist.ReduceOp.MAX, group=_CPU_GROUP)
-        if code.item() == 0:
+        agreed = int(code.item())
+        if agreed == 0:
             return None
-        return reason or _code_reason(int(code.item()))
+        return reason or _code_reason(agreed)
 
 
 def _pack(obj: Any) -> bytes:
