@@ -36,6 +36,8 @@ class PGConfig:
     """minibatches per epoch"""
     clip_coef: float | None = 0.2
     """PPO's surrogate clipping ε; None is the plain policy gradient (A2C, REINFORCE)"""
+    anneal_clip: bool = False
+    """decay clip_coef linearly to 0 over total_steps (rl-zoo's `clip_range: lin_0.2`)"""
     clip_vloss: bool = False
     """clip the value update around the old values with the same ε"""
     norm_adv: bool = True
@@ -193,6 +195,7 @@ class PGAgent:
         self.generator = torch.Generator(device=self.device)
         self.generator.manual_seed(seed)
         self.num_updates = 0
+        self.clip_coef = config.clip_coef  # the surrogate's ε now (annealed by the loop)
 
     @torch.no_grad()
     def act(self, obs_N: torch.Tensor, deterministic: bool = True) -> torch.Tensor:
@@ -239,13 +242,25 @@ class PGAgent:
         cfg = self.config
         batch_size = rollout.obs.shape[0]
         minibatch_size = max(batch_size // cfg.num_minibatches, 1)
+        # One minibatch of the whole rollout (rl-zoo's CartPole): every epoch takes the same
+        # gradient step whatever the order, so no shuffle and no gather, and the advantages are
+        # normalised once.
+        whole = minibatch_size == batch_size
+        if whole:
+            rollout = rollout._replace(advantage=self._normalized(rollout.advantage))
         totals: dict[str, torch.Tensor] = {}
         count = 0
         for _ in range(cfg.update_epochs):
-            order = torch.randperm(batch_size, device=self.device, generator=self.generator)
-            for start in range(0, batch_size - minibatch_size + 1, minibatch_size):
-                idx = order[start : start + minibatch_size]
-                metrics = self._minibatch_step(Rollout(*(t[idx] for t in rollout)))
+            if whole:
+                minibatches = [rollout]
+            else:
+                order = torch.randperm(batch_size, device=self.device, generator=self.generator)
+                minibatches = (
+                    Rollout(*(t[order[start : start + minibatch_size]] for t in rollout))
+                    for start in range(0, batch_size - minibatch_size + 1, minibatch_size)
+                )
+            for mb in minibatches:
+                metrics = self._minibatch_step(mb, normalized=whole)
                 for k, v in metrics.items():
                     totals[k] = totals.get(k, 0) + v
                 count += 1
@@ -293,14 +308,18 @@ class PGAgent:
         for g, mean in zip(grads, flat.split([g.numel() for g in grads])):
             g.copy_(mean.view_as(g))
 
-    def _minibatch_step(self, mb: Rollout) -> dict[str, torch.Tensor]:
+    def _normalized(self, advantage_B: torch.Tensor) -> torch.Tensor:
+        """The advantages normalised if the config asks for it (and there is more than one)."""
+        if self.config.norm_adv and advantage_B.numel() * (self.dp.world_size if self.dp else 1) > 1:
+            return self._normalize_advantage(advantage_B)
+        return advantage_B
+
+    def _minibatch_step(self, mb: Rollout, normalized: bool = False) -> dict[str, torch.Tensor]:
         cfg = self.config
         new_logprob, entropy, new_value = self.net.evaluate_actions(mb.obs, mb.action)
-        advantage = mb.advantage
-        if cfg.norm_adv and advantage.numel() * (self.dp.world_size if self.dp else 1) > 1:
-            advantage = self._normalize_advantage(advantage)
+        advantage = mb.advantage if normalized else self._normalized(mb.advantage)
         policy_loss, approx_kl, clip_fraction = ppo_loss(
-            new_logprob, mb.logprob, advantage, cfg.clip_coef
+            new_logprob, mb.logprob, advantage, self.clip_coef
         )
         entropy_loss = entropy.mean()
         # Without a bonus the entropy is only logged: kept out of the loss, backward skips it.
@@ -308,7 +327,7 @@ class PGAgent:
         v_loss = torch.zeros_like(policy_loss)
         if cfg.critic:
             v_loss = value_loss(
-                new_value, mb.value, mb.returns, cfg.clip_coef if cfg.clip_vloss else None
+                new_value, mb.value, mb.returns, self.clip_coef if cfg.clip_vloss else None
             )
             loss = loss + cfg.vf_coef * v_loss
         self.optimizer.zero_grad(set_to_none=True)

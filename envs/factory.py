@@ -8,10 +8,10 @@ from typing import Any, Literal
 
 import gymnasium as gym
 from gymnasium.vector import AutoresetMode, VectorEnv
-from gymnasium.wrappers.vector import NumpyToTorch, RecordEpisodeStatistics
+from gymnasium.wrappers.vector import RecordEpisodeStatistics
 
 from envs import pixels
-from envs.wrappers import DenseFinalObs
+from envs.wrappers import DenseFinalObs, NumpyToTorchFast
 
 # Packages that register an id namespace with Gymnasium when imported, and the extra that
 # installs each (Gymnasium 1.x no longer loads plugins by itself).
@@ -128,4 +128,4 @@ def make(
         # Their state lives in an emulator / game object that get_env_state cannot copy.
         envs.metadata = {**envs.metadata, "opaque_state": True}
     envs = DenseFinalObs(envs)
-    return NumpyToTorch(envs, device=device)
+    return NumpyToTorchFast(envs, device=device)

@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
+import torch
 from gymnasium.vector import VectorWrapper
+from gymnasium.wrappers.array_conversion import array_conversion
+from gymnasium.wrappers.vector import NumpyToTorch
 
 
 class DenseFinalObs(VectorWrapper):
@@ -42,3 +47,34 @@ def _is_object(value) -> bool:
     if isinstance(value, dict):
         return any(_is_object(v) for v in value.values())
     return isinstance(value, np.ndarray) and value.dtype == object
+
+
+class NumpyToTorchFast(NumpyToTorch):
+    """Gymnasium's `NumpyToTorch`, with a direct path for the NumPy arrays a step returns.
+
+    The parent converts every array through the Array API's generic path (single dispatch,
+    DLPack, fallbacks): ~47 µs per step of 8 CartPoles on our CPU, a third of the whole vector
+    step (issue 3's speed goal). Here NumPy arrays, and dicts of them, go through
+    `torch.from_numpy` (no copy, as DLPack); anything else takes the parent's path.
+    """
+
+    def __init__(self, env, device=None):
+        super().__init__(env, device=device)
+        # .to() parses its argument on every call: decided once here
+        self._target = None if device is None or torch.device(device) == torch.device("cpu") else torch.device(device)
+
+    def step(self, actions):
+        if isinstance(actions, torch.Tensor):
+            actions = actions.numpy(force=True)  # sync where actions live on an accelerator
+        obs, reward, terminated, truncated, info = self.env.step(actions)
+        to_torch = self._to_torch
+        return to_torch(obs), to_torch(reward), to_torch(terminated), to_torch(truncated), to_torch(info)
+
+    def _to_torch(self, value: Any) -> Any:
+        if isinstance(value, np.ndarray) and value.dtype != object:
+            # from_numpy cannot share a read-only buffer; DLPack's fallback copies it too
+            tensor = torch.from_numpy(value if value.flags.writeable else value.copy())
+            return tensor if self._target is None else tensor.to(self._target)
+        if type(value) is dict:
+            return {k: self._to_torch(v) for k, v in value.items()}
+        return array_conversion(value, xp=torch, device=self.device)

@@ -120,9 +120,11 @@ def train_pg(
         try:
             while not session.should_stop(signals):
                 freezer.update(counters["global_step"], logger.message)
+                remaining = max(1.0 - counters["global_step"] / run.total_steps, 0.0)
                 if cfg.anneal_lr:
-                    frac = 1.0 - counters["global_step"] / run.total_steps
-                    agent.set_learning_rate(cfg.learning_rate * max(frac, 0.0))
+                    agent.set_learning_rate(cfg.learning_rate * remaining)
+                if cfg.anneal_clip and cfg.clip_coef is not None:
+                    agent.clip_coef = cfg.clip_coef * remaining
                 for t in range(T):
                     action, logprob = agent.explore(obs)
                     next_obs, reward, terminated, truncated, info = envs.step(clip(action))
@@ -162,6 +164,8 @@ def train_pg(
                 if session.log_due():
                     scalars = {f"losses/{k}": v for k, v in metrics.items()}
                     scalars["charts/learning_rate"] = agent.optimizer.param_groups[0]["lr"]
+                    if agent.clip_coef is not None:
+                        scalars["charts/clip_coef"] = agent.clip_coef
                     logger.log(counters["global_step"], scalars)
                 if session.after_step(eval_policy):
                     break

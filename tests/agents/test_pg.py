@@ -380,12 +380,34 @@ def test_target_kl_stops_after_the_first_epoch(monkeypatch, target_kl, epochs):
     agent = make_agent(target_kl=target_kl)
     calls = []
     step = agent._minibatch_step
-    monkeypatch.setattr(agent, "_minibatch_step", lambda mb: calls.append(len(mb.obs)) or step(mb))
+    monkeypatch.setattr(
+        agent, "_minibatch_step", lambda mb, **kw: calls.append(len(mb.obs)) or step(mb, **kw)
+    )
     metrics = agent.update(make_rollout(agent, 0))
     assert calls == [16] * 4 * epochs
     assert optimizer_steps(agent) == 4 * epochs
     if target_kl is not None and epochs == 1:
         assert float(metrics["approx_kl"]) > target_kl
+
+
+@pytest.mark.parametrize("continuous", [False, True])
+def test_one_minibatch_update_is_the_shuffled_one_without_the_shuffle(continuous):
+    """With a single minibatch, update() skips the per-epoch shuffle and gather and normalises the
+    advantages once: the same optimizer steps as feeding each epoch a shuffled copy of the whole
+    rollout (up to float summation order), and no draws from the agent's generator."""
+    fast = make_agent(continuous=continuous, num_minibatches=1, ent_coef=0.01)
+    slow = make_agent(continuous=continuous, num_minibatches=1, ent_coef=0.01)
+    rollout = make_rollout(fast, 0)
+    rng_before = fast.generator.get_state()
+    fast.update(rollout)
+    assert torch.equal(fast.generator.get_state(), rng_before)
+    g = torch.Generator().manual_seed(1)
+    for _ in range(slow.config.update_epochs):
+        order = torch.randperm(BATCH, generator=g)
+        slow._minibatch_step(Rollout(*(t[order] for t in rollout)))
+    for a, b in zip(fast.net.parameters(), slow.net.parameters(), strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)
+    assert not torch.equal(fast.net.policy_head.weight, make_agent().net.policy_head.weight)
 
 
 def test_without_a_critic_the_value_net_is_untouched():

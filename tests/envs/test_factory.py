@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import re
+import warnings
 
 import gymnasium as gym
 import numpy as np
@@ -45,6 +46,54 @@ def test_make_speaks_torch():
     assert vec.num_envs == 3
     assert vec.single_observation_space.shape == (4,) and vec.single_action_space.n == 2
     vec.close()
+
+
+def assert_same_tree(ours, theirs, values: bool = True) -> None:
+    """Equal tensors (values, dtypes, devices) in equal nested-dict structures; episode
+    statistics' wall-clock times (`t`) only alike in dtype and shape."""
+    if isinstance(theirs, dict):
+        assert isinstance(ours, dict) and ours.keys() == theirs.keys()
+        for key in theirs:
+            assert_same_tree(ours[key], theirs[key], values=key != "t")
+        return
+    assert isinstance(ours, torch.Tensor) and isinstance(theirs, torch.Tensor)
+    assert ours.dtype == theirs.dtype and ours.device == theirs.device
+    assert ours.shape == theirs.shape
+    assert not values or torch.equal(ours, theirs)
+
+
+def test_fast_conversion_returns_what_gymnasiums_numpy_to_torch_returns():
+    """NumpyToTorchFast only skips the generic Array API path: step for step, across episode
+    ends (final_obs, episode statistics), it returns what Gymnasium's wrapper returns."""
+    from gymnasium.wrappers.vector import NumpyToTorch
+
+    ours = envs.make("CartPole-v1", 4)
+    theirs = NumpyToTorch(envs.make("CartPole-v1", 4).env)
+    assert_same_tree(ours.reset(seed=3)[0], theirs.reset(seed=3)[0])
+    g = torch.Generator().manual_seed(0)
+    episodes, with_statistics = 0, 0
+    for _ in range(300):
+        action = torch.randint(0, 2, (4,), generator=g)
+        a, b = ours.step(action), theirs.step(action.clone())
+        for x, y in zip(a, b, strict=True):
+            assert_same_tree(x, y)
+        episodes += int(a[2].sum() + a[3].sum())
+        with_statistics += "episode" in a[4]
+    assert episodes > 10 and with_statistics > 10  # the comparison crossed episode ends
+
+
+def test_fast_conversion_copies_read_only_arrays():
+    from envs.wrappers import NumpyToTorchFast
+
+    vec = envs.make("CartPole-v1", 2)
+    assert isinstance(vec, NumpyToTorchFast)
+    frozen = np.arange(4.0)
+    frozen.flags.writeable = False
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # torch warns when it shares a read-only buffer
+        out = vec._to_torch({"x": frozen, "n": 3})
+    assert torch.equal(out["x"], torch.arange(4.0, dtype=torch.float64))
+    assert out["n"].item() == 3
 
 
 def test_same_step_autoreset_on_termination():

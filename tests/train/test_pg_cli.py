@@ -31,7 +31,7 @@ def pendulum_run(tmp_path_factory):
         "train", "ppo", "--env", "Pendulum-v1", "--num-envs", "2", "--num-steps", "256",
         "--total-steps", "2048", "--eval-every", "1024", "--eval-episodes", "2",
         "--log-every", "512", "--num-minibatches", "4", "--update-epochs", "2",
-        "--anneal-lr", "--run-name", "pend", "--no-progress", "--device", "cpu", cwd=cwd,
+        "--anneal-lr", "--anneal-clip", "--run-name", "pend", "--no-progress", "--device", "cpu", cwd=cwd,
     )
     assert proc.returncode == 0, proc.stderr
     return cwd, proc
@@ -49,6 +49,12 @@ def test_ppo_on_continuous_actions_logs_its_tags_and_prints_its_preset(pendulum_
     # --anneal-lr (the Pendulum preset keeps it constant) decays it linearly over total_steps.
     lrs = [v for _, v in scalar_values(events, "charts/learning_rate")]
     assert lrs == sorted(lrs, reverse=True) and lrs[-1] < lrs[0] <= 1e-3 + 1e-9
+    # --anneal-clip: each update's ε is 0.2 (the preset's) times the budget left when its
+    # rollout began (logged after the update, at the rollout's last step).
+    clips = scalar_values(events, "charts/clip_coef")
+    assert len(clips) == 4
+    for step, clip in clips:
+        assert clip == pytest.approx(0.2 * (1 - (step - 512) / 2048), rel=1e-6), step
 
 
 def test_replay_of_a_continuous_policy_writes_a_video(pendulum_run):
