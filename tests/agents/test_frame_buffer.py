@@ -113,6 +113,46 @@ def test_envs_reset_under_the_buffer_keep_exact_stacks_after_cut_episodes():
     assert_same(frames, naive, valid.nonzero().squeeze(1))
 
 
+def from_scratch(frames: FrameReplayBuffer) -> torch.Tensor:
+    return frames._validity(torch.arange(frames.rows))
+
+
+@pytest.mark.parametrize("n", [1, 3])
+def test_what_can_be_sampled_is_kept_equal_to_a_recomputation_after_every_add(n):
+    """add() updates only the rows it can change and the owners of evicted last frames; after
+    every add (and cut_episodes), across wrap-around and evictions from a small ring, that is
+    exactly what recomputing every row gives."""
+    env = FrameStacks(n, p_term=0.05, p_trunc=0.3, seed=11)
+    frames = FrameReplayBuffer(capacity=20 * n, num_envs=n, obs_shape=(S, *env.hw), final_capacity=4 * n)
+    evicted = 0
+    for step in range(150):
+        if step in (40, 41, 90):
+            env.obs = env._fresh(n)
+            frames.cut_episodes()
+            assert torch.equal(frames.valid(), from_scratch(frames))
+        frames.add(*env.step())
+        assert torch.equal(frames.valid(), from_scratch(frames)), step
+        evicted += int((frames.has_final & ~frames.valid() & (frames.ep_step.long() <= 1)).sum())
+    assert evicted > 0 and frames.filled == frames.rows  # both paths were exercised
+
+
+def test_a_loaded_buffer_rebuilds_what_can_be_sampled_and_the_ring_owners():
+    env = FrameStacks(2, p_term=0.05, p_trunc=0.3, seed=4)
+    kwargs = dict(capacity=60, num_envs=2, obs_shape=(S, 3, 5), final_capacity=8)
+    a = FrameReplayBuffer(**kwargs, seed=1)
+    for _ in range(45):
+        a.add(*env.step())
+    b = FrameReplayBuffer(**kwargs, seed=2)
+    b.load_state_dict(a.state_dict())
+    assert torch.equal(b.valid(), a.valid())
+    for _ in range(40):  # evictions from the ring must find the owners b rebuilt
+        batch = env.step()
+        a.add(*batch)
+        b.add(*batch)
+        assert torch.equal(b.valid(), a.valid())
+        assert torch.equal(b.valid(), from_scratch(b))
+
+
 def test_sampling_is_seeded_and_only_draws_valid_transitions():
     a, _ = fill(100, 2, capacity=80, seed=5)
     b, _ = fill(100, 2, capacity=80, seed=5)
@@ -149,21 +189,24 @@ def test_state_dict_round_trip_continues_exactly():
 
 
 def test_memory_is_one_frame_per_transition_plus_small_fields():
-    """Measured from the storages the buffer allocated: an 84×84 frame and 23 bytes per
-    transition (int64 action and final index, float reward, three flags), plus the ring of
-    truncated last frames; a buffer of full stacks takes 8 frames per transition."""
+    """Measured from the storages the buffer allocated: an 84×84 frame and 24 bytes per
+    transition (int64 action and final index, float reward, four flags), plus the ring of
+    truncated last frames and their owners; a buffer of full stacks takes 8 frames per
+    transition."""
     capacity, n, hw = 4096, 4, 84 * 84
     frames = FrameReplayBuffer(capacity=capacity, num_envs=n, obs_shape=(S, 84, 84))
     naive = ReplayBuffer(capacity=capacity, obs_shape=(S, 84, 84), obs_dtype=torch.uint8)
     allocated = sum(t.untyped_storage().nbytes() for t in frames.tensors())
     assert allocated == frames.nbytes
-    small_ring = (frames.final_capacity + 1 + n) * hw  # + the pending next frames
-    assert frames.nbytes == capacity * (hw + 8 + 4 + 1 + 1 + 1 + 8) + small_ring + 8 + n
+    ring = frames.final_capacity + 1
+    small_ring = (ring + n) * hw + ring * 8  # + the pending next frames; + the owners
+    assert frames.nbytes == capacity * (hw + 8 + 4 + 1 + 1 + 1 + 1 + 8) + small_ring + 8 + n
     assert naive.nbytes == capacity * (2 * S * hw + 8 + 4 + 1)
     assert naive.nbytes / frames.nbytes > 7.8
     # 1M Atari transitions, 1 env: 7.11 GB (the issue's "about 7.1 GB"), against 56.5 GB.
-    per_million = 10**6 * (hw + 23) + (10**6 // 256 + 1 + 1) * hw + 8 + 1
-    assert per_million == 7_106_574_857
+    ring = 10**6 // 256 + 1
+    per_million = 10**6 * (hw + 24) + (ring + 1) * hw + ring * 8 + 8 + 1
+    assert per_million == 7_107_606_113
 
 
 def test_atari_stacks_from_the_real_env_equal_a_naive_buffer():
