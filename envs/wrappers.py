@@ -60,15 +60,15 @@ class NumpyToTorchFast(NumpyToTorch):
 
     def __init__(self, env, device=None):
         super().__init__(env, device=device)
-        # .to() parses its argument on every call: decided once here
-        self._target = None if device is None or torch.device(device) == torch.device("cpu") else torch.device(device)
+        # .to() parses its argument on every call: decided once here (None: stay on the CPU)
+        target = None if device is None else torch.device(device)
+        self._target = None if target is None or target.type == "cpu" else target
 
     def step(self, actions):
         if isinstance(actions, torch.Tensor):
             actions = actions.numpy(force=True)  # sync where actions live on an accelerator
         obs, reward, terminated, truncated, info = self.env.step(actions)
-        to_torch = self._to_torch
-        return to_torch(obs), to_torch(reward), to_torch(terminated), to_torch(truncated), to_torch(info)
+        return tuple(self._to_torch(x) for x in (obs, reward, terminated, truncated, info))
 
     def _to_torch(self, value: Any) -> Any:
         if isinstance(value, np.ndarray) and value.dtype != object:
