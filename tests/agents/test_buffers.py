@@ -6,19 +6,10 @@ import io
 
 import pytest
 import torch
+from agents_testlib import DEVICES
 
 from agents import ReplayBuffer, Transitions
 
-DEVICES = [
-    "cpu",
-    pytest.param(
-        "cuda",
-        marks=[
-            pytest.mark.gpu,
-            pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA"),
-        ],
-    ),
-]
 OBS_SHAPE = (3,)
 
 

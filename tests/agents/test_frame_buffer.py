@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from agents_testlib import DEVICES
 
 from agents import FrameReplayBuffer, ReplayBuffer
 
@@ -114,16 +115,19 @@ def test_envs_reset_under_the_buffer_keep_exact_stacks_after_cut_episodes():
 
 
 def from_scratch(frames: FrameReplayBuffer) -> torch.Tensor:
-    return frames._validity(torch.arange(frames.rows))
+    return frames._validity(torch.arange(frames.rows, device=frames.device))
 
 
+@pytest.mark.parametrize("device", DEVICES)
 @pytest.mark.parametrize("n", [1, 3])
-def test_what_can_be_sampled_is_kept_equal_to_a_recomputation_after_every_add(n):
+def test_what_can_be_sampled_is_kept_equal_to_a_recomputation_after_every_add(n, device):
     """add() updates only the rows it can change and the owners of evicted last frames; after
     every add (and cut_episodes), across wrap-around and evictions from a small ring, that is
     exactly what recomputing every row gives."""
     env = FrameStacks(n, p_term=0.05, p_trunc=0.3, seed=11)
-    frames = FrameReplayBuffer(capacity=20 * n, num_envs=n, obs_shape=(S, *env.hw), final_capacity=4 * n)
+    frames = FrameReplayBuffer(
+        capacity=20 * n, num_envs=n, obs_shape=(S, *env.hw), final_capacity=4 * n, device=device
+    )
     evicted = 0
     for step in range(150):
         if step in (40, 41, 90):
