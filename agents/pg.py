@@ -134,6 +134,9 @@ def value_loss(new_value_B, old_value_B, return_B, clip_coef: float | None) -> t
     return 0.5 * torch.max(unclipped_B, (clipped_value_B - return_B).pow(2)).mean()
 
 
+VALUE_CHUNK = 4096  # observations per critic forward outside the update
+
+
 class Rollout(NamedTuple):
     """One rollout, flattened to B = T·N transitions for the update."""
 
@@ -211,9 +214,12 @@ class PGAgent:
 
     @torch.no_grad()
     def value(self, obs_N: torch.Tensor) -> torch.Tensor:
+        """V(s) for any number of observations, `VALUE_CHUNK` at a time: a rollout's values
+        come in one call, and a big pixel rollout's CNN activations (~3.5× its uint8 frames
+        for the Nature CNN) must not all be alive at once."""
         if not self.config.critic:
             return torch.zeros(obs_N.shape[0], device=self.device)
-        return self.net.value(obs_N)
+        return torch.cat([self.net.value(chunk) for chunk in obs_N.split(VALUE_CHUNK)])
 
     @torch.no_grad()
     def observe(self, obs_B: torch.Tensor) -> None:

@@ -139,8 +139,9 @@ def train_pg(
                     counters["global_step"] += run.num_envs  # all ranks' env steps
 
                 # V of every step's state and of its true next state (the final obs where an
-                # episode ended: truncation bootstraps from it), in one batched forward after the
-                # rollout rather than one per step: the weights did not change in between.
+                # episode ended: truncation bootstraps from it), batched after the rollout (in
+                # chunks of VALUE_CHUNK observations) rather than one forward per step: the
+                # weights did not change in between.
                 value_2TN = agent.value(
                     torch.cat([rollout.obs, rollout.final_obs]).flatten(0, 1)
                 ).view(2 * T, n)

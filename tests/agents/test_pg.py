@@ -410,6 +410,20 @@ def test_one_minibatch_update_is_the_shuffled_one_without_the_shuffle(continuous
     assert not torch.equal(fast.net.policy_head.weight, make_agent().net.policy_head.weight)
 
 
+def test_values_of_a_big_batch_are_computed_a_chunk_at_a_time(monkeypatch):
+    import agents.pg
+
+    agent = make_agent()
+    obs_BO = torch.randn(10, OBS_DIM, generator=torch.Generator().manual_seed(0))
+    whole = agent.value(obs_BO)
+    sizes = []
+    forward = agent.net.value
+    monkeypatch.setattr(agents.pg, "VALUE_CHUNK", 4)
+    monkeypatch.setattr(agent.net, "value", lambda obs: sizes.append(len(obs)) or forward(obs))
+    torch.testing.assert_close(agent.value(obs_BO), whole)
+    assert sizes == [4, 4, 2]
+
+
 def test_without_a_critic_the_value_net_is_untouched():
     agent = make_agent(critic=False)
     rollout = make_rollout(agent, 0)
