@@ -211,6 +211,10 @@ class FrameReplayBuffer:
         self.capacity, self.num_envs, self.stack, self.rows = rows * num_envs, num_envs, S, rows
         self.device = torch.device(device)
         self.final_capacity = final_capacity or max(4 * num_envs, capacity // 256)
+        if self.final_capacity < num_envs:  # one step could overwrite its own last frames
+            raise ValueError(
+                f"final_capacity {self.final_capacity} is below one step of {num_envs} envs"
+            )
         def zeros(*shape, dtype):
             return torch.zeros(shape, dtype=dtype, device=self.device)
 
@@ -388,6 +392,7 @@ class FrameReplayBuffer:
         # The derived fields: each kept last frame's owner, then what can be sampled.
         all_rows = torch.arange(self.rows, device=self.device)
         kept = self.has_final & (self.final_index >= self.final_count - self.final_capacity)
+        kept[self.filled :] = False  # rows not in the state: stale if this buffer was used
         (owner_K,) = kept.view(-1).nonzero(as_tuple=True)
         self.final_owner.index_copy_(
             0, self.final_index.view(-1)[owner_K] % self.final_capacity, owner_K

@@ -37,9 +37,10 @@ class PGConfig:
     clip_coef: float | None = 0.2
     """PPO's surrogate clipping ε; None is the plain policy gradient (A2C, REINFORCE)"""
     anneal_clip: bool = False
-    """decay clip_coef linearly to 0 over total_steps (rl-zoo's `clip_range: lin_0.2`)"""
+    """decay the surrogate's clip_coef linearly to 0 over total_steps (rl-zoo's
+    `clip_range: lin_0.2`); the value clip keeps clip_coef"""
     clip_vloss: bool = False
-    """clip the value update around the old values with the same ε"""
+    """clip the value update around the old values with the same ε (clip_coef)"""
     norm_adv: bool = True
     """normalise advantages per minibatch"""
     ent_coef: float = 0.0
@@ -333,7 +334,7 @@ class PGAgent:
         v_loss = torch.zeros_like(policy_loss)
         if cfg.critic:
             v_loss = value_loss(
-                new_value, mb.value, mb.returns, self.clip_coef if cfg.clip_vloss else None
+                new_value, mb.value, mb.returns, cfg.clip_coef if cfg.clip_vloss else None
             )
             loss = loss + cfg.vf_coef * v_loss
         self.optimizer.zero_grad(set_to_none=True)

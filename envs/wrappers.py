@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 import numpy as np
@@ -58,11 +59,13 @@ class NumpyToTorchFast(NumpyToTorch):
     `torch.from_numpy` (no copy, as DLPack); anything else takes the parent's path.
     """
 
-    def __init__(self, env, device=None):
-        super().__init__(env, device=device)
-        # .to() parses its argument on every call: decided once here (None: stay on the CPU)
+    @functools.cached_property
+    def _target(self) -> torch.device | None:
+        """Where tensors go (None: they stay on the CPU); .to() would parse self.device on
+        every call. Lazy, so that it also exists after the parent's __setstate__."""
+        device = self._target_device  # the parent's, which pickling keeps
         target = None if device is None else torch.device(device)
-        self._target = None if target is None or target.type == "cpu" else target
+        return None if target is None or target.type == "cpu" else target
 
     def step(self, actions):
         if isinstance(actions, torch.Tensor):
@@ -77,4 +80,4 @@ class NumpyToTorchFast(NumpyToTorch):
             return tensor if self._target is None else tensor.to(self._target)
         if type(value) is dict:
             return {k: self._to_torch(v) for k, v in value.items()}
-        return array_conversion(value, xp=torch, device=self.device)
+        return array_conversion(value, xp=torch, device=self._target_device)

@@ -140,13 +140,18 @@ def test_what_can_be_sampled_is_kept_equal_to_a_recomputation_after_every_add(n,
     assert evicted > 0 and frames.filled == frames.rows  # both paths were exercised
 
 
-def test_a_loaded_buffer_rebuilds_what_can_be_sampled_and_the_ring_owners():
+@pytest.mark.parametrize("used", [False, True])
+def test_a_loaded_buffer_rebuilds_what_can_be_sampled_and_the_ring_owners(used):
+    """Also into a buffer that held more rows before (its stale rows own no ring slot)."""
     env = FrameStacks(2, p_term=0.05, p_trunc=0.3, seed=4)
     kwargs = dict(capacity=60, num_envs=2, obs_shape=(S, 3, 5), final_capacity=8)
     a = FrameReplayBuffer(**kwargs, seed=1)
-    for _ in range(45):
-        a.add(*env.step())
     b = FrameReplayBuffer(**kwargs, seed=2)
+    other = FrameStacks(2, p_term=0.05, p_trunc=0.3, seed=5)
+    for _ in range(37 if used else 0):
+        b.add(*other.step())
+    for _ in range(15):
+        a.add(*env.step())
     b.load_state_dict(a.state_dict())
     assert torch.equal(b.valid(), a.valid())
     for _ in range(40):  # evictions from the ring must find the owners b rebuilt
@@ -155,6 +160,11 @@ def test_a_loaded_buffer_rebuilds_what_can_be_sampled_and_the_ring_owners():
         b.add(*batch)
         assert torch.equal(b.valid(), a.valid())
         assert torch.equal(b.valid(), from_scratch(b))
+
+
+def test_a_small_ring_must_hold_one_step_of_every_env():
+    with pytest.raises(ValueError, match="final_capacity 2 is below one step of 3 envs"):
+        FrameReplayBuffer(capacity=30, num_envs=3, obs_shape=(S, 3, 5), final_capacity=2)
 
 
 def test_sampling_is_seeded_and_only_draws_valid_transitions():

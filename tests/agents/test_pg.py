@@ -424,6 +424,18 @@ def test_values_of_a_big_batch_are_computed_a_chunk_at_a_time(monkeypatch):
     assert sizes == [4, 4, 2]
 
 
+def test_the_loss_clips_with_the_agents_current_clip_coef():
+    """The loop anneals agent.clip_coef (--anneal-clip): the surrogate must use it, not the
+    config's ε; the value clip keeps the config's."""
+    rollout = make_rollout(make_agent(), 0)
+    fractions = {}
+    for eps in (0.2, 1e-4):
+        agent = make_agent(num_minibatches=1, update_epochs=4)
+        agent.clip_coef = eps
+        fractions[eps] = float(agent.update(rollout)["clip_fraction"])
+    assert fractions[1e-4] > 0.5 > fractions[0.2]
+
+
 def test_without_a_critic_the_value_net_is_untouched():
     agent = make_agent(critic=False)
     rollout = make_rollout(agent, 0)

@@ -82,6 +82,15 @@ def test_fast_conversion_returns_what_gymnasiums_numpy_to_torch_returns():
     assert episodes > 10 and with_statistics > 10  # the comparison crossed episode ends
 
 
+def test_fast_conversion_survives_a_deep_copy():
+    import copy
+
+    vec = copy.deepcopy(envs.make("CartPole-v1", 2))
+    vec.reset(seed=0)
+    obs, *_ = vec.step(torch.tensor([0, 1]))
+    assert isinstance(obs, torch.Tensor) and obs.shape == (2, 4)
+
+
 def test_fast_conversion_copies_read_only_arrays():
     from envs.wrappers import NumpyToTorchFast
 
