@@ -22,7 +22,12 @@ def orthogonal_init(module: nn.Module, gain: float = math.sqrt(2), bias: float =
     optimisations)."""
     for layer in module.modules():
         if isinstance(layer, (nn.Linear, nn.Conv2d)):
-            nn.init.orthogonal_(layer.weight, gain)
+            # Drawn into a contiguous copy: orthogonal_ views the weight as a matrix, which a
+            # channels-last convolution weight (ConvEncoder's Nature stack) cannot be.
+            weight = torch.empty_like(layer.weight, memory_format=torch.contiguous_format)
+            nn.init.orthogonal_(weight, gain)
+            with torch.no_grad():
+                layer.weight.copy_(weight)
             nn.init.constant_(layer.bias, bias)
     return module
 
