@@ -65,3 +65,25 @@ def test_uint8_pixels_are_scaled_inside_the_network():
     unscaled = QNetwork(obs_dim=4 * 84 * 84, num_actions=4, hidden=(32,), obs_shape=(4, 84, 84))
     unscaled.load_state_dict(net.state_dict())
     torch.testing.assert_close(net(pixels), unscaled(pixels.float() / 255))
+
+
+def test_the_channels_last_nature_stack_computes_what_a_contiguous_one_does():
+    """NHWC is a layout only: the same weights in a plain NCHW stack give the same features, in
+    the same (C, H, W) order, and the state dict loads into either."""
+    torch.manual_seed(0)
+    encoder = ConvEncoder((4, 84, 84), scale=1 / 255)
+    convs = [m for m in encoder.modules() if isinstance(m, nn.Conv2d)]
+    assert all(c.weight.is_contiguous(memory_format=torch.channels_last) for c in convs)
+    assert not all(c.weight.is_contiguous() for c in convs)
+    plain = nn.Sequential(*[nn.Conv2d(c.in_channels, c.out_channels, c.kernel_size, c.stride)
+                            for c in convs])
+    # Same layers in the same order: the encoder's tensors, copied to the NCHW layout.
+    plain.load_state_dict(dict(zip(
+        plain.state_dict(), (t.contiguous() for t in encoder.state_dict().values()), strict=True
+    )))
+    frames = torch.randint(0, 256, (3, 4, 84, 84), dtype=torch.uint8)
+    x = frames.float() / 255
+    for conv in plain:
+        x = torch.relu(conv(x))
+    torch.testing.assert_close(encoder(frames), x.flatten(1), rtol=1e-4, atol=1e-5)
+    assert not ConvEncoder((4, 10, 10)).channels_last  # MinAtar's gains nothing from it
