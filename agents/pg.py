@@ -288,13 +288,17 @@ class PGAgent:
             return x
         return self.dp.all_reduce(x.clone()) / self.dp.world_size
 
-    def _normalize_advantage(self, advantage_B: torch.Tensor) -> torch.Tensor:
-        """(A − mean) / std over the minibatch; data-parallel, over all ranks' minibatches.
+    def _normalized(self, advantage_B: torch.Tensor) -> torch.Tensor:
+        """(A − mean) / std over the minibatch (if the config asks for it and there is more
+        than one); data-parallel, over all ranks' minibatches.
 
         Global rather than per rank (issue 7): every rank then optimises the same loss as one
         process fed the concatenated minibatch, so N processes run the same algorithm as one
         with N times the envs; the price is one 2-number all-reduce per minibatch.
         """
+        world = self.dp.world_size if self.dp else 1
+        if not self.config.norm_adv or advantage_B.numel() * world <= 1:
+            return advantage_B
         if self.dp is None:
             return (advantage_B - advantage_B.mean()) / (advantage_B.std() + 1e-8)
         a_B, n = advantage_B.double(), advantage_B.numel() * self.dp.world_size
@@ -314,12 +318,6 @@ class PGAgent:
         flat /= self.dp.world_size
         for g, mean in zip(grads, flat.split([g.numel() for g in grads])):
             g.copy_(mean.view_as(g))
-
-    def _normalized(self, advantage_B: torch.Tensor) -> torch.Tensor:
-        """The advantages normalised if the config asks for it (and there is more than one)."""
-        if self.config.norm_adv and advantage_B.numel() * (self.dp.world_size if self.dp else 1) > 1:
-            return self._normalize_advantage(advantage_B)
-        return advantage_B
 
     def _minibatch_step(self, mb: Rollout, normalized: bool = False) -> dict[str, torch.Tensor]:
         cfg = self.config

@@ -141,12 +141,10 @@ def train_pg(
                 # V of every step's state and of its true next state (the final obs where an
                 # episode ended: truncation bootstraps from it), batched after the rollout (in
                 # chunks of VALUE_CHUNK observations) rather than one forward per step: the
-                # weights did not change in between.
-                value_2TN = agent.value(
-                    torch.cat([rollout.obs, rollout.final_obs]).flatten(0, 1)
-                ).view(2 * T, n)
-                rollout.value.copy_(value_2TN[:T])
-                next_value_TN = value_2TN[T:]
+                # weights did not change in between. No concatenation of the two: for pixels it
+                # would copy the rollout's frames.
+                rollout.value.copy_(agent.value(rollout.obs.flatten(0, 1)).view(T, n))
+                next_value_TN = agent.value(rollout.final_obs.flatten(0, 1)).view(T, n)
                 done_TN = rollout.terminated | rollout.truncated
                 advantage_TN = compute_gae(
                     rollout.reward, rollout.value, next_value_TN, rollout.terminated, done_TN,
