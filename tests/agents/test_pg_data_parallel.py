@@ -73,6 +73,7 @@ def train_rank(rank: int, init_file: str, out_dir: str) -> None:
         {"net": agent.net.state_dict(), "optimizer": agent.optimizer.state_dict(),
          "metrics": metrics}, f"{out_dir}/rank{rank}.pt",
     )
+    dist.barrier()  # no rank tears gloo down while its peer still talks to it
     dist.destroy_process_group()
 
 
