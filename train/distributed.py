@@ -176,6 +176,9 @@ def process_group(device: str, timeout_s: float) -> Iterator[Dist]:
     try:
         _CPU_GROUP = dist.new_group(backend="gloo", timeout=timeout) if cuda else None
         yield current()
+        # A normal exit waits for every rank: a rank that tore gloo down while its peer still
+        # talked to it aborted that peer ('terminate called without an active exception').
+        dist.barrier()
     finally:
         _CPU_GROUP = None
         dist.destroy_process_group()
