@@ -16,7 +16,7 @@ import torch
 import tyro
 
 from train.cli import ALGOS
-from train.common import make_envs
+from train.common import StopFlag, make_envs
 from train.config import RunConfig, resolve_device
 from train.errors import UserError
 from train.evaluate import eval_seed, evaluate
@@ -112,19 +112,24 @@ def run_ours(bench: Benchmark, opts: CartPoleBench, seed: int) -> list[EvalPoint
                       eval_every=opts.eval_every, device=opts.device)
 
 
-def run_preset(algo: str, env_id: str, **run_settings) -> list[EvalPoint]:
-    """One run of our loop with its preset for `env_id`, `run_settings` on top, for the whole
-    budget (no target-return stop); its run folder is thrown away."""
+def run_preset(
+    algo: str, env_id: str, *, agent_settings: dict[str, Any] | None = None,
+    stop: StopFlag | None = None, **run_settings,
+) -> list[EvalPoint]:
+    """One run of our loop with its preset for `env_id`, `run_settings` (RunConfig fields) and
+    `agent_settings` (the algorithm's config fields) on top, for the whole budget (no
+    target-return stop); its run folder is thrown away. `stop` is polled once per loop step."""
     config_cls, train = ALGOS[algo]
     (run, cfg), _ = apply_preset(algo, env_id, RunConfig(env=env_id), config_cls())
+    cfg = dataclasses.replace(cfg, **(agent_settings or {}))
     with tempfile.TemporaryDirectory(prefix="rlplay-bench-") as runs_dir:
-        run = dataclasses.replace(
-            run, target_return=None, progress=False, runs_dir=runs_dir, threads=1,
+        run = dataclasses.replace(run, **{
+            "target_return": None, "progress": False, "threads": 1,
             # Checkpoints outside evaluations would count as training time; the loop still
             # writes best/latest at each evaluation, outside the clock.
-            checkpoint_every=0, **run_settings,
-        )
-        result = train(run, cfg)
+            "checkpoint_every": 0, **run_settings, "runs_dir": runs_dir,
+        })
+        result = train(run, cfg, stop=stop)
     if result.stopped_by != "total_steps":  # Ctrl-C/SIGTERM: the loop stopped early and saved
         raise KeyboardInterrupt
     return result.evals
@@ -398,6 +403,8 @@ def bench_command(argv: list[str]) -> int:
         lines += [f"  {name:<14} {bench.summary}" for name, bench in BENCHMARKS.items()]
         lines += [f"  {'cartpole-envs':<14} env steps/s of rlplay/CartPole-v1 against Gymnasium's vector CartPole"]
         lines += [f"  {'transfer':<14} RL from scratch against RL from a pretrained network (--init-from)"]
+        lines += [f"  {'dqn-atari':<14} env steps/s of our Atari DQN loop against CleanRL's "
+                  "dqn_atari.py design"]
         lines += [f"  {'ppo-scaling':<14} data-parallel PPO on {ENV_ID} over 1, 2, … processes: "
                   "env steps/s and time to 475"]
         lines += ["", "`rlplay bench NAME --help` lists its options."]
@@ -412,6 +419,10 @@ def bench_command(argv: list[str]) -> int:
         from train.bench_envs import env_speed_command
 
         return env_speed_command(rest)
+    if name == "dqn-atari":
+        from train.bench_atari import atari_loop_command
+
+        return atari_loop_command(rest)
     if name == "ppo-scaling":
         from train.bench_scaling import scaling_command
 

@@ -32,7 +32,7 @@ COMMANDS = {
     "replay": "play a saved policy: rlplay replay runs/<run> [--episodes K] [--video out.gif]",
     "collect": "record episodes: rlplay collect runs/<run>|scripted|random --episodes K --out data/x",
     "pretrain": "supervised pretraining: rlplay pretrain --data data/x --task bc|dynamics --net ppo",
-    "bench": "benchmarks: rlplay bench dqn-cartpole | ppo-cartpole | transfer | cartpole-envs",
+    "bench": "benchmarks: rlplay bench dqn-cartpole | ppo-cartpole | dqn-atari | transfer | cartpole-envs",
 }
 DATA_PARALLEL = ("ppo", "a2c", "reinforce")  # the loops that train with --nproc / torchrun
 # Settings a resumed run must keep: the env state, network and buffer are built from them.
