@@ -143,9 +143,12 @@ class Session:
         return stop_on_signals()
 
     def should_stop(self, signals: StopFlag) -> bool:
-        """True (and remembered why) once total_steps is reached or a signal asked to stop."""
-        flag = self._stop or signals
-        reason = (flag.signal or "stop") if flag.requested else None
+        """True (and remembered why) once total_steps is reached, a signal or the caller's stop
+        flag asked to stop (a caller's flag never masks Ctrl-C or SIGTERM)."""
+        reason = next(
+            ((flag.signal or "stop") for flag in (self._stop, signals)
+             if flag is not None and flag.requested), None,
+        )
         reason = self.dist.agree_stop(reason)  # data-parallel: all ranks stop at the same step
         if reason is not None:
             self.stopped_by = reason

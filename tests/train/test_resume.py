@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import signal
+
 import pytest
 import torch
 
@@ -126,6 +129,21 @@ def test_stop_at_any_step_then_resume_is_bitwise_exact(tmp_path, monkeypatch, st
     assert stopped.global_step % 100 != 0 and at_stop["agent"]["num_updates"] == 38
     _resume(stopped.run_dir, run)
     _assert_same_training_state(load_checkpoint(stopped.run_dir)[0], straight)
+
+
+def test_a_callers_stop_flag_never_masks_a_real_sigint(tmp_path, monkeypatch):
+    # `rlplay bench` passes a flag of its own (it times the loop); Ctrl-C must still stop it.
+    real_update = DQNAgent.update
+
+    def update(self, batch):
+        if self.num_updates == 5:
+            os.kill(os.getpid(), signal.SIGINT)  # the loop's handler sets its own flag
+        return real_update(self, batch)
+
+    monkeypatch.setattr(DQNAgent, "update", update)
+    run, cfg = tiny_configs(tmp_path, total_steps=2 * N, run_name="sigint")
+    result = train_dqn(run, cfg, stop=StopFlag())  # the caller's flag never asks
+    assert result.stopped_by == "SIGINT" and result.global_step < 2 * N
 
 
 def test_resume_without_buffer_runs_and_says_so(tmp_path, capsys):
