@@ -1,13 +1,22 @@
 """`rlplay bench dqn-atari`: env steps/s of our Atari DQN loop against CleanRL's `dqn_atari.py`
 design, run side by side in one process with the same game, schedule and network sizes.
 
-CleanRL's design keeps everything in NumPy on the host: the vector env, Stable-Baselines3's
-replay buffer (whole 4-frame stacks, `optimize_memory_usage`), and each step copies the
-observation to the network's device and the action back, and each update copies its sampled
-batch over. Ours keeps frames, buffer and batches on the device. The CleanRL side is our
-rendering of its loop (v1.0's `cleanrl/dqn_atari.py`, read for its structure), adapted to
-Gymnasium 1.x: same-step autoreset, whose `final_obs` stands in for 0.29's
-`final_observation`. It needs the `bench` extra (Stable-Baselines3's wrappers and buffer).
+CleanRL's design keeps the data in NumPy on the host: Stable-Baselines3's Atari wrappers (RGB
+frames resized and grayed every frame), its replay buffer (whole 4-frame stacks,
+`optimize_memory_usage`); each step copies the observation, as float32, to the network's device
+and the action back, and each update copies its sampled batch over. Ours uses Gymnasium's
+`AtariPreprocessing` and copies each step's uint8 frames to the device once (observation and
+final observation); its buffer and batches stay there.
+
+The CleanRL side is our rendering of its Gymnasium-era loop (2023 on: `terminations` and
+`truncations`, `tau`), read for its structure. What differs, and why:
+- Gymnasium 1.x: same-step autoreset, whose `final_obs` stands in for 0.29's
+  `final_observation`; `GrayscaleObservation` and `FrameStackObservation` for the old names.
+- Updates start at step `learning_starts` (CleanRL: after it), so both loops make the same
+  number of updates and target copies; the target copy is a `load_state_dict` (its τ = 1).
+- Its logging is kept to what costs time on a GPU, the two host syncs every 100 steps; the
+  TensorBoard writes and prints are left out.
+It needs the `bench` extra (Stable-Baselines3's wrappers and buffer).
 """
 
 from __future__ import annotations
@@ -48,7 +57,7 @@ class AtariLoopBench:
     seeds: tuple[int, ...] = (1,)
     """seeds to run; each seed runs ours, then CleanRL's design"""
     threads: int = 1
-    """torch CPU threads, for both"""
+    """torch CPU threads, for both (0: torch's default)"""
     device: Literal["auto", "cpu", "cuda"] = "cpu"
     """device of both networks (and of our env tensors and buffer)"""
     cleanrl: bool = True
@@ -65,17 +74,19 @@ class Laps(NamedTuple):
 class LapFlag(StopFlag):
     """Never asks our loop to stop; notes the clock at its checks (one per env step, before the
     step), so the phases are timed from inside the loop: without its set-up, and without the
-    evaluation and checkpoint that follow its last step (hence one step fewer in the second)."""
+    evaluation and checkpoint that follow its last step (hence one step fewer in the second).
+    `sync` waits for queued device work before each reading."""
 
-    def __init__(self, learning_starts: int, total_steps: int):
+    def __init__(self, learning_starts: int, total_steps: int, sync=lambda: None):
         super().__init__()
         self.marks = (0, learning_starts, total_steps - 1)
         self.times: dict[int, float] = {}
-        self.checks = 0
+        self.checks, self.sync = 0, sync
 
     @property
     def requested(self) -> bool:
         if self.checks in self.marks:
+            self.sync()
             self.times[self.checks] = time.perf_counter()
         self.checks += 1
         return False
@@ -87,7 +98,7 @@ class LapFlag(StopFlag):
 
 def run_ours(opts: AtariLoopBench, seed: int) -> Laps:
     """Our loop with the Atari DQN preset on `opts.env` (one env: a check is one env step)."""
-    flag = LapFlag(opts.learning_starts, opts.total_steps)
+    flag = LapFlag(opts.learning_starts, opts.total_steps, sync=device_sync(resolve_device(opts.device)))
     run_preset(
         "dqn", opts.env, seed=seed, total_steps=opts.total_steps, eval_every=0, eval_episodes=1,
         log_every=opts.total_steps, device=opts.device, threads=opts.threads, stop=flag,
@@ -140,12 +151,27 @@ def cleanrl_env(env_id: str, seed: int) -> gym.vector.VectorEnv:
     )
 
 
+def device_sync(device: torch.device):
+    """What waits for the device's queued work before a clock reading."""
+    return torch.cuda.synchronize if device.type == "cuda" else lambda: None
+
+
 def run_cleanrl(opts: AtariLoopBench, seed: int) -> Laps:
     """CleanRL's dqn_atari.py loop with the preset's hyperparameters (its own, too)."""
+    deterministic = torch.backends.cudnn.deterministic
+    torch.backends.cudnn.deterministic = True  # CleanRL's default (--torch-deterministic)
+    try:
+        return _run_cleanrl(opts, seed)
+    finally:
+        torch.backends.cudnn.deterministic = deterministic
+
+
+def _run_cleanrl(opts: AtariLoopBench, seed: int) -> Laps:
     from stable_baselines3.common.buffers import ReplayBuffer
 
     device = resolve_device(opts.device)
-    torch.set_num_threads(opts.threads)
+    if opts.threads > 0:
+        torch.set_num_threads(opts.threads)
     random.seed(seed)
     np.random.seed(seed)
     torch.manual_seed(seed)
@@ -158,10 +184,15 @@ def run_cleanrl(opts: AtariLoopBench, seed: int) -> Laps:
         opts.buffer_size, envs.single_observation_space, envs.single_action_space, device,
         optimize_memory_usage=True, handle_timeout_termination=False,
     )
+    # NumPy reserves the arrays without touching them; touch them now, as our buffer's are at
+    # set-up, so that neither loop's clock pays page faults (a run at ε 0.01 has a full buffer).
+    for array in (rb.observations, rb.actions, rb.rewards, rb.dones, rb.timeouts):
+        array.fill(0)
     obs, _ = envs.reset(seed=seed)
     start = lap = time.perf_counter()
     for global_step in range(opts.total_steps - 1):  # as ours is timed (LapFlag)
         if global_step == opts.learning_starts:
+            device_sync(device)()
             lap = time.perf_counter()
         if random.random() < opts.epsilon:
             actions = np.array([envs.single_action_space.sample() for _ in range(envs.num_envs)])
@@ -184,18 +215,42 @@ def run_cleanrl(opts: AtariLoopBench, seed: int) -> Laps:
                         1 - data.dones.flatten())
                 old_val = q_network(data.observations).gather(1, data.actions).squeeze()
                 loss = F.mse_loss(td_target, old_val)
-                if global_step % 100 == 0:
-                    loss.item()  # CleanRL logs the loss and Q-values here (a sync)
+                if global_step % 100 == 0:  # CleanRL logs the loss and Q-values: 2 syncs
+                    loss.item(), old_val.mean().item()
                 optimizer.zero_grad()
                 loss.backward()
                 optimizer.step()
             if global_step % 1000 == 0:
                 target_network.load_state_dict(q_network.state_dict())
-    if device.type == "cuda":
-        torch.cuda.synchronize()
+    device_sync(device)()
     end = time.perf_counter()
     envs.close()
     return Laps(lap - start, end - lap)
+
+
+def check_game(env_id: str) -> None:
+    """Both loops need an Atari id whose emulator does not skip frames: CleanRL's wrappers skip
+    4 themselves (on `ALE/…-v5`, which skips 4 already, it would skip 16)."""
+    try:
+        import ale_py
+    except ImportError:
+        raise UserError('the Atari benchmark needs ale-py: pip install -e ".[atari]"') from None
+    gym.register_envs(ale_py)
+    try:
+        spec = gym.spec(env_id)
+    except gym.error.Error:
+        raise UserError(f"unknown env id '{env_id}'; try BreakoutNoFrameskip-v4") from None
+    if "ale_py" not in str(spec.entry_point) or spec.kwargs.get("frameskip") != 1:
+        raise UserError(f"--env {env_id}: needs an Atari game without frame skip, such as "
+                        f"BreakoutNoFrameskip-v4 (CleanRL's wrappers skip 4 frames themselves)")
+
+
+def warm_up(device: torch.device) -> None:
+    """One forward and backward of the Nature CNN, so that whichever loop runs first does not
+    pay the device libraries' start-up (cuBLAS, cuDNN) inside its clock."""
+    net = NatureQNetwork(4).to(device)
+    net(torch.zeros(32, 4, 84, 84, device=device)).sum().backward()
+    device_sync(device)()
 
 
 def rates(opts: AtariLoopBench, laps: Laps) -> tuple[float, float]:
@@ -226,10 +281,13 @@ def atari_loop_command(argv: list[str]) -> int:
 
     opts = tyro.cli(AtariLoopBench, args=argv, prog="rlplay bench dqn-atari",
                     description=__doc__.split("\n\n")[0])
-    if not 0 < opts.learning_starts < opts.total_steps:
-        raise UserError("--learning-starts must be positive and below --total-steps")
+    if not 0 < opts.learning_starts < opts.total_steps - 1:
+        raise UserError("--learning-starts must be positive and below --total-steps - 1")
     if not opts.seeds:
         raise UserError("--seeds needs at least one seed")
+    if opts.threads < 0:
+        raise UserError("--threads must be 0 (torch's default) or more")
+    check_game(opts.env)
     device = resolve_device(opts.device)
     with_cleanrl = opts.cleanrl
     if with_cleanrl:
@@ -242,11 +300,12 @@ def atari_loop_command(argv: list[str]) -> int:
     print(f"{opts.env}: {opts.total_steps:,} env steps, updates from {opts.learning_starts:,} "
           f"(batch 32, one per 4 steps), ε {opts.epsilon}, buffer {opts.buffer_size:,}, "
           f"{opts.threads} thread(s), torch {torch.__version__} on {device}", flush=True)
+    warm_up(device)
     ours, theirs = {}, {}
-    for seed in opts.seeds:
-        ours[seed] = run_ours(opts, seed)
-        if with_cleanrl:
-            theirs[seed] = run_cleanrl(opts, seed)
+    for i, seed in enumerate(opts.seeds):
+        runs = [(ours, run_ours), (theirs, run_cleanrl)] if with_cleanrl else [(ours, run_ours)]
+        for results, run in runs[:: 1 if i % 2 == 0 else -1]:  # each goes first on every other seed
+            results[seed] = run(opts, seed)
         print(f"seed {seed} done", flush=True)
     print("\n".join(table(opts, ours, theirs)))
     return 0

@@ -59,15 +59,22 @@ def test_the_command_runs_ours_and_prints_both_phases():
     assert all(row[-2:] == ["-", "-"] for row in rows)  # CleanRL's design not run
 
 
-def test_bad_phases_are_one_line_errors():
+@pytest.mark.parametrize("args, error", [
+    (["--total-steps=100", "--learning-starts=99"],
+     "--learning-starts must be positive and below --total-steps - 1"),
+    # The emulator of a v5 id skips 4 frames itself; CleanRL's wrappers would skip 16.
+    (["--env=ALE/Breakout-v5"], "--env ALE/Breakout-v5: needs an Atari game without frame skip, "
+     "such as BreakoutNoFrameskip-v4 (CleanRL's wrappers skip 4 frames themselves)"),
+    (["--env=CartPole-v1"], "--env CartPole-v1: needs an Atari game without frame skip, "
+     "such as BreakoutNoFrameskip-v4 (CleanRL's wrappers skip 4 frames themselves)"),
+    (["--env=Breakout-v9"], "unknown env id 'Breakout-v9'; try BreakoutNoFrameskip-v4"),
+])
+def test_bad_input_is_a_one_line_error(args, error):
     out = subprocess.run(
-        [RLPLAY, "bench", "dqn-atari", "--total-steps=100", "--learning-starts=100"],
-        capture_output=True, text=True, timeout=120,
+        [RLPLAY, "bench", "dqn-atari", *args], capture_output=True, text=True, timeout=120
     )
     assert out.returncode != 0
-    assert out.stderr.strip().splitlines() == [
-        "rlplay: error: --learning-starts must be positive and below --total-steps"
-    ]
+    assert out.stderr.strip().splitlines() == [f"rlplay: error: {error}"]
 
 
 def test_cleanrls_design_runs_on_the_same_observations():
