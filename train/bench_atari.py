@@ -98,7 +98,8 @@ class LapFlag(StopFlag):
 
 def run_ours(opts: AtariLoopBench, seed: int) -> Laps:
     """Our loop with the Atari DQN preset on `opts.env` (one env: a check is one env step)."""
-    flag = LapFlag(opts.learning_starts, opts.total_steps, sync=device_sync(resolve_device(opts.device)))
+    sync = device_sync(resolve_device(opts.device))
+    flag = LapFlag(opts.learning_starts, opts.total_steps, sync=sync)
     run_preset(
         "dqn", opts.env, seed=seed, total_steps=opts.total_steps, eval_every=0, eval_episodes=1,
         log_every=opts.total_steps, device=opts.device, threads=opts.threads, stop=flag,
