@@ -53,9 +53,9 @@ class AtariLoopBench:
     """replay capacity for both (the preset's 1M would make SB3's buffer reserve 28 GB)"""
     epsilon: float = 0.01
     """ε held for the whole run: the presets reach 0.01 after 1M of their 10M steps, so this is
-    the loop of 90% of a run (every step runs the network)"""
+    the loop of 90% of a run (ours runs the network every step, CleanRL's on greedy steps)"""
     seeds: tuple[int, ...] = (1,)
-    """seeds to run; each seed runs ours, then CleanRL's design"""
+    """seeds to run; each runs both loops, which take turns at going first"""
     threads: int = 1
     """torch CPU threads, for both (0: torch's default)"""
     device: Literal["auto", "cpu", "cuda"] = "cpu"
