@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import signal
 import statistics
 import sys
 import tempfile
@@ -130,9 +131,17 @@ def run_preset(
             "checkpoint_every": 0, **run_settings, "runs_dir": runs_dir,
         })
         result = train(run, cfg, stop=stop)
-    if result.stopped_by != "total_steps":  # Ctrl-C/SIGTERM: the loop stopped early and saved
+    if result.stopped_by in signal.Signals.__members__:  # Ctrl-C/SIGTERM: it stopped and saved
         raise KeyboardInterrupt
     return result.evals
+
+
+def interrupted() -> int:
+    """What a benchmark says and returns when Ctrl-C or SIGTERM stopped one of its runs."""
+    # A table over some seeds would read as a result; the runs' folders are temporary.
+    print("\ninterrupted: no results (ignore any --resume hint above: the run folder was "
+          "temporary)", file=sys.stderr)
+    return 130
 
 
 class PausedClockEval(BaseCallback):
@@ -258,10 +267,7 @@ def run_benchmark(bench: Benchmark, opts: CartPoleBench) -> int:
                 theirs[seed] = summarize(run_sb3(bench, opts, seed))
                 print(f"seed {seed} SB3:  {describe(theirs[seed])}", file=sys.stderr)
     except KeyboardInterrupt:
-        # A table over some seeds would read as a result; the runs' folders are temporary.
-        print("\ninterrupted: no results (ignore any --resume hint above: the run folder "
-              "was temporary)", file=sys.stderr)
-        return 130
+        return interrupted()
 
     print()
     when = f"every {opts.eval_every} steps" if opts.eval_every else "at the end only"

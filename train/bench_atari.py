@@ -33,7 +33,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from train.bench import INSTALL_SB3, run_preset
+from train.bench import INSTALL_SB3, interrupted, run_preset
 from train.common import StopFlag
 from train.config import resolve_device
 from train.errors import UserError
@@ -284,8 +284,8 @@ def atari_loop_command(argv: list[str]) -> int:
                     description=__doc__.split("\n\n")[0])
     if not 0 < opts.learning_starts < opts.total_steps - 1:
         raise UserError("--learning-starts must be positive and below --total-steps - 1")
-    if not opts.seeds:
-        raise UserError("--seeds needs at least one seed")
+    if not opts.seeds or len(set(opts.seeds)) != len(opts.seeds):
+        raise UserError("--seeds needs at least one seed, each once")
     if opts.threads < 0:
         raise UserError("--threads must be 0 (torch's default) or more")
     check_game(opts.env)
@@ -303,10 +303,13 @@ def atari_loop_command(argv: list[str]) -> int:
           f"{opts.threads} thread(s), torch {torch.__version__} on {device}", flush=True)
     warm_up(device)
     ours, theirs = {}, {}
-    for i, seed in enumerate(opts.seeds):
-        runs = [(ours, run_ours), (theirs, run_cleanrl)] if with_cleanrl else [(ours, run_ours)]
-        for results, run in runs[:: 1 if i % 2 == 0 else -1]:  # each goes first on every other seed
-            results[seed] = run(opts, seed)
-        print(f"seed {seed} done", flush=True)
+    try:
+        for i, seed in enumerate(opts.seeds):
+            runs = [(ours, run_ours), (theirs, run_cleanrl)] if with_cleanrl else [(ours, run_ours)]
+            for results, run in runs[:: 1 if i % 2 == 0 else -1]:  # each first every other seed
+                results[seed] = run(opts, seed)
+            print(f"seed {seed} done", flush=True)
+    except KeyboardInterrupt:
+        return interrupted()
     print("\n".join(table(opts, ours, theirs)))
     return 0

@@ -19,7 +19,7 @@ import gymnasium as gym
 import torch
 import tyro
 
-from train.bench import describe, run_preset, summarize, table
+from train.bench import describe, interrupted, run_preset, summarize, table
 from train.collect import SCRIPTED, CollectArgs, collect
 from train.config import resolve_device
 from train.dataset import save_dataset
@@ -103,8 +103,7 @@ def run_transfer_bench(opts: TransferBench) -> int:
                                                        **settings), target)
                 print(f"seed {seed} init:    {describe(init_runs[seed], target)}")
         except KeyboardInterrupt:
-            print("\ninterrupted: no results")
-            return 130
+            return interrupted()
 
     returns = data.episode_returns
     accuracy = pretrained.val_accuracy

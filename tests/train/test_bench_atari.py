@@ -2,6 +2,8 @@
 benchmark's settings, the table's arithmetic, and the command as a user runs it. The speeds
 themselves are benchmarks, not tests."""
 
+import os
+import signal
 import subprocess
 
 import pytest
@@ -68,6 +70,7 @@ def test_the_command_runs_ours_and_prints_both_phases():
     (["--env=CartPole-v1"], "--env CartPole-v1: needs an Atari game without frame skip, "
      "such as BreakoutNoFrameskip-v4 (CleanRL's wrappers skip 4 frames themselves)"),
     (["--env=Breakout-v9"], "unknown env id 'Breakout-v9'; try BreakoutNoFrameskip-v4"),
+    (["--seeds", "1", "1"], "--seeds needs at least one seed, each once"),
 ])
 def test_bad_input_is_a_one_line_error(args, error):
     out = subprocess.run(
@@ -75,6 +78,27 @@ def test_bad_input_is_a_one_line_error(args, error):
     )
     assert out.returncode != 0
     assert out.stderr.strip().splitlines() == [f"rlplay: error: {error}"]
+
+
+def test_ctrl_c_stops_with_no_results_and_no_resume_advice():
+    proc = subprocess.Popen(
+        [RLPLAY, "bench", "dqn-atari", "--total-steps=100000", "--learning-starts=1000",
+         "--buffer-size=2000", "--no-cleanrl"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+    )
+    for line in proc.stderr:  # our loop has started once it reports its buffer
+        if line.startswith("replay buffer:"):
+            break
+    proc.send_signal(signal.SIGINT)
+    try:
+        _, err = proc.communicate(timeout=120)
+    finally:
+        proc.kill()  # a no-op once it has exited
+    assert proc.returncode == 130
+    assert err.strip().splitlines()[-1] == (
+        "interrupted: no results (ignore any --resume hint above: the run folder was temporary)"
+    )
 
 
 def test_cleanrls_design_runs_on_the_same_observations():

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import signal
 
 import pytest
@@ -137,7 +136,8 @@ def test_a_callers_stop_flag_never_masks_a_real_sigint(tmp_path, monkeypatch):
 
     def update(self, batch):
         if self.num_updates == 5:
-            os.kill(os.getpid(), signal.SIGINT)  # the loop's handler sets its own flag
+            assert signal.getsignal(signal.SIGINT) is not signal.default_int_handler
+            signal.raise_signal(signal.SIGINT)  # the loop's handler sets its own flag
         return real_update(self, batch)
 
     monkeypatch.setattr(DQNAgent, "update", update)
