@@ -21,6 +21,7 @@ It needs the `bench` extra (Stable-Baselines3's wrappers and buffer).
 
 from __future__ import annotations
 
+import importlib.util
 import random
 import statistics
 import time
@@ -33,6 +34,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from envs import UnknownEnvError, check_env_id, pixel_family
 from train.bench import INSTALL_SB3, interrupted, run_preset
 from train.common import StopFlag
 from train.config import resolve_device
@@ -134,10 +136,9 @@ def cleanrl_env(env_id: str, seed: int) -> gym.vector.VectorEnv:
         ClipRewardEnv, EpisodicLifeEnv, FireResetEnv, MaxAndSkipEnv, NoopResetEnv,
     )
 
-    def thunk() -> gym.Env:
-        import ale_py
+    check_env_id(env_id)  # registers ALE's ids
 
-        gym.register_envs(ale_py)
+    def thunk() -> gym.Env:
         env = gym.wrappers.RecordEpisodeStatistics(gym.make(env_id))
         env = EpisodicLifeEnv(MaxAndSkipEnv(NoopResetEnv(env, noop_max=30), skip=4))
         if "FIRE" in env.unwrapped.get_action_meanings():
@@ -232,16 +233,13 @@ def _run_cleanrl(opts: AtariLoopBench, seed: int) -> Laps:
 def check_game(env_id: str) -> None:
     """Both loops need an Atari id whose emulator does not skip frames: CleanRL's wrappers skip
     4 themselves (on `ALE/…-v5`, which skips 4 already, it would skip 16)."""
+    if importlib.util.find_spec("ale_py") is None:
+        raise UserError('the Atari benchmark needs ale-py: pip install -e ".[atari]"')
     try:
-        import ale_py
-    except ImportError:
-        raise UserError('the Atari benchmark needs ale-py: pip install -e ".[atari]"') from None
-    gym.register_envs(ale_py)
-    try:
-        spec = gym.spec(env_id)
-    except gym.error.Error:
+        name = check_env_id(env_id)  # registers ALE's ids, as our loop does
+    except UnknownEnvError:
         raise UserError(f"unknown env id '{env_id}'; try BreakoutNoFrameskip-v4") from None
-    if "ale_py" not in str(spec.entry_point) or spec.kwargs.get("frameskip") != 1:
+    if pixel_family(name) != "atari" or gym.spec(name).kwargs.get("frameskip") != 1:
         raise UserError(f"--env {env_id}: needs an Atari game without frame skip, such as "
                         f"BreakoutNoFrameskip-v4 (CleanRL's wrappers skip 4 frames themselves)")
 
