@@ -155,11 +155,11 @@ class RolloutBuffer:
         self.terminated = zeros(T, N, dtype=torch.bool)
         self.truncated = zeros(T, N, dtype=torch.bool)
 
-    def store(self, t: int, *, obs, action, logprob, reward, terminated, truncated, final_obs):
-        """Write step t of every env (`value` is filled once the rollout is complete)."""
+    def store(self, t: int, *, obs, action, reward, terminated, truncated, final_obs):
+        """Write step t of every env (`logprob` and `value` are filled once the rollout is
+        complete, in one batched forward)."""
         self.obs[t] = obs
         self.action[t] = action
-        self.logprob[t] = logprob
         self.reward[t] = reward.to(torch.float32)
         self.terminated[t] = terminated
         self.truncated[t] = truncated

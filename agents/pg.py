@@ -95,13 +95,14 @@ def compute_gae(
     Any episode end (`done`) cuts the λ-trace, so no advantage mixes two episodes.
     """
     not_terminated_TN = (~terminated_TN).to(reward_TN.dtype)
-    not_done_TN = (~done_TN).to(reward_TN.dtype)
     delta_TN = reward_TN + gamma * next_value_TN * not_terminated_TN - value_TN
-    advantage_TN = torch.zeros_like(reward_TN)
-    last_N = torch.zeros_like(reward_TN[0])
-    for t in reversed(range(reward_TN.shape[0])):
-        last_N = delta_TN[t] + gamma * lam * not_done_TN[t] * last_N
-        advantage_TN[t] = last_N
+    trace_TN = (gamma * lam) * (~done_TN).to(reward_TN.dtype)  # 0 where an episode ended
+    advantage_TN = torch.empty_like(reward_TN)
+    T = reward_TN.shape[0]
+    advantage_TN[T - 1] = delta_TN[T - 1]
+    for t in reversed(range(T - 1)):
+        # A_t = δ_t + γλ·(1 − done_t)·A_{t+1}, written in place: one op per step.
+        torch.addcmul(delta_TN[t], trace_TN[t], advantage_TN[t + 1], out=advantage_TN[t])
     return advantage_TN
 
 
@@ -135,7 +136,9 @@ def value_loss(new_value_B, old_value_B, return_B, clip_coef: float | None) -> t
     return 0.5 * torch.max(unclipped_B, (clipped_value_B - return_B).pow(2)).mean()
 
 
-VALUE_CHUNK = 4096  # observations per critic forward outside the update
+VALUE_CHUNK = 4096  # observations per forward outside the update
+# What each minibatch step reports (update() averages them and adds explained_variance).
+METRICS = ("policy_loss", "value_loss", "entropy", "approx_kl", "clip_fraction", "grad_norm")
 
 
 class Rollout(NamedTuple):
@@ -208,10 +211,30 @@ class PGAgent:
             return self.net.mode(obs_N)
         return self.net.sample(obs_N, self.generator)[0]
 
+    def exploration_noise(self, num_steps: int, num_envs: int) -> torch.Tensor:
+        """A rollout's sampling noise (T, N, A), drawn at once from the agent's generator."""
+        return self.net.noise((num_steps, num_envs), self.generator)
+
     @torch.no_grad()
-    def explore(self, obs_N: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """(action, logprob) sampled for the rollout; its values come after it, batched."""
-        return self.net.sample(obs_N, self.generator)
+    def explore(self, obs_N: torch.Tensor, noise_NA: torch.Tensor) -> torch.Tensor:
+        """Actions sampled for the rollout with one step's `exploration_noise`; their
+        log-probabilities and the values come after the rollout, batched (`score`)."""
+        return self.net.draw(obs_N, noise_NA)
+
+    @torch.no_grad()
+    def score(self, obs_B: torch.Tensor, action_B: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(log π(a|s), V(s)) of a rollout's steps, `VALUE_CHUNK` at a time.
+
+        One batched forward after the rollout instead of one per env step: the weights did not
+        change in between, so these are the probabilities the actions were sampled with. They
+        are also bitwise the first epoch's own (same batch, same kernels), so its ratio is 1.
+        """
+        logprob, value = [], []
+        for obs, action in zip(obs_B.split(VALUE_CHUNK), action_B.split(VALUE_CHUNK)):
+            chunk_logprob, _, chunk_value = self.net.evaluate_actions(obs, action)
+            logprob.append(chunk_logprob)
+            value.append(chunk_value if self.config.critic else torch.zeros_like(chunk_value))
+        return torch.cat(logprob), torch.cat(value)
 
     @torch.no_grad()
     def value(self, obs_N: torch.Tensor) -> torch.Tensor:
@@ -255,8 +278,7 @@ class PGAgent:
         whole = minibatch_size == batch_size
         if whole:
             rollout = rollout._replace(advantage=self._normalized(rollout.advantage))
-        totals: dict[str, torch.Tensor] = {}
-        count = 0
+        steps: list[torch.Tensor] = []  # each minibatch step's METRICS, stacked
         for _ in range(cfg.update_epochs):
             if whole:
                 minibatches = [rollout]
@@ -266,16 +288,13 @@ class PGAgent:
                     Rollout(*(t[order[start : start + minibatch_size]] for t in rollout))
                     for start in range(0, batch_size - minibatch_size + 1, minibatch_size)
                 )
-            for mb in minibatches:
-                metrics = self._minibatch_step(mb, normalized=whole)
-                for k, v in metrics.items():
-                    totals[k] = totals.get(k, 0) + v
-                count += 1
+            steps += [self._minibatch_step(mb, normalized=whole) for mb in minibatches]
             if cfg.target_kl is not None:
-                if self._mean(totals["approx_kl"] / count) > cfg.target_kl:
+                mean_kl = torch.stack(steps)[:, METRICS.index("approx_kl")].mean()
+                if self._mean(mean_kl) > cfg.target_kl:
                     break  # sync: early stop needs the host to know the KL (once per epoch)
         self.num_updates += 1
-        out = {k: v / count for k, v in totals.items()}
+        out = dict(zip(METRICS, torch.stack(steps).mean(0)))
         out["explained_variance"] = explained_variance(rollout.value, rollout.returns)
         if self.dp is not None:  # the means over ranks: logs and NaN checks agree on every rank
             names = list(out)
@@ -319,7 +338,9 @@ class PGAgent:
         for g, mean in zip(grads, flat.split([g.numel() for g in grads])):
             g.copy_(mean.view_as(g))
 
-    def _minibatch_step(self, mb: Rollout, normalized: bool = False) -> dict[str, torch.Tensor]:
+    def _minibatch_step(self, mb: Rollout, normalized: bool = False) -> torch.Tensor:
+        """One optimizer step on a minibatch; returns its METRICS stacked in one tensor (one op,
+        where a dict of them would cost an add per metric and step to average)."""
         cfg = self.config
         new_logprob, entropy, new_value = self.net.evaluate_actions(mb.obs, mb.action)
         advantage = mb.advantage if normalized else self._normalized(mb.advantage)
@@ -341,11 +362,10 @@ class PGAgent:
             self._average_gradients()
         grad_norm = nn.utils.clip_grad_norm_(self.net.parameters(), cfg.max_grad_norm)
         self.optimizer.step()
-        return {
-            "policy_loss": policy_loss.detach(), "value_loss": v_loss.detach(),
-            "entropy": entropy_loss.detach(), "approx_kl": approx_kl,
-            "clip_fraction": clip_fraction, "grad_norm": grad_norm,
-        }
+        return torch.stack([  # in METRICS order
+            policy_loss.detach(), v_loss.detach(), entropy_loss.detach(), approx_kl,
+            clip_fraction, grad_norm,
+        ])
 
     def state_dict(self) -> dict:
         return {

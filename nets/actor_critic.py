@@ -130,13 +130,30 @@ class ActorCritic(nn.Module):
     def sample(self, obs: torch.Tensor, generator: torch.Generator | None = None):
         """(action, log π(action|s)) sampled from the policy with the given generator."""
         params = self.policy_params(obs)
+        action = self._perturb(params, self.noise(params.shape[:-1], generator))
         if self.continuous:
-            noise = torch.randn(params.shape, device=params.device, generator=generator)
-            action = params + noise * self.log_std.exp()
             return action, gaussian_log_prob(params, self.log_std, action)
-        u = torch.rand(params.shape, device=params.device, generator=generator)
-        action = (params - torch.log(-torch.log(u.clamp_min(1e-20)))).argmax(-1)  # Gumbel-max
         return action, categorical_log_prob(params, action)
+
+    def noise(self, batch_shape: Sequence[int], generator: torch.Generator | None = None):
+        """Sampling noise for `batch_shape` actions (…, A): standard normal for the Gaussian,
+        Gumbel(0, 1) for the categorical (Gumbel-max). A rollout draws all of its noise at once,
+        so that each env step's `draw` costs only the forward pass and two ops."""
+        shape, device = (*batch_shape, self.action_dim), self.policy_head.weight.device
+        if self.continuous:
+            return torch.randn(shape, device=device, generator=generator)
+        u = torch.rand(shape, device=device, generator=generator)
+        return -torch.log(-torch.log(u.clamp_min(1e-20)))
+
+    def draw(self, obs: torch.Tensor, noise: torch.Tensor) -> torch.Tensor:
+        """Actions sampled with pre-drawn `noise` (from `noise`), without their log-probability
+        (the rollout's hot path; `evaluate_actions` gives it later, batched)."""
+        return self._perturb(self.policy_params(obs), noise)
+
+    def _perturb(self, params: torch.Tensor, noise: torch.Tensor) -> torch.Tensor:
+        if self.continuous:
+            return params + noise * self.log_std.exp()
+        return (params + noise).argmax(-1)  # Gumbel-max: a sample of softmax(params)
 
     def mode(self, obs: torch.Tensor) -> torch.Tensor:
         """The most likely action: argmax logits, or the Gaussian mean (for evaluation)."""

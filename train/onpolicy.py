@@ -125,25 +125,28 @@ def train_pg(
                     agent.set_learning_rate(cfg.learning_rate * remaining)
                 if cfg.anneal_clip and cfg.clip_coef is not None:
                     agent.clip_coef = cfg.clip_coef * remaining
+                noise_TNA = agent.exploration_noise(T, n)
                 for t in range(T):
-                    action, logprob = agent.explore(obs)
+                    action = agent.explore(obs, noise_TNA[t])
                     next_obs, reward, terminated, truncated, info = envs.step(clip(action))
                     if reward_scaler is not None:  # what the agent learns from; logs keep the env's
                         reward = reward_scaler(reward, terminated | truncated)
                     rollout.store(
-                        t, obs=obs, action=action, logprob=logprob, reward=reward,
+                        t, obs=obs, action=action, reward=reward,
                         terminated=terminated, truncated=truncated, final_obs=info["final_obs"],
                     )
                     obs = session.obs = next_obs
                     logger.stash_episodes(info)
                     counters["global_step"] += run.num_envs  # all ranks' env steps
 
-                # V of every step's state and of its true next state (the final obs where an
-                # episode ended: truncation bootstraps from it), batched after the rollout (in
-                # chunks of VALUE_CHUNK observations) rather than one forward per step: the
-                # weights did not change in between. No concatenation of the two: for pixels it
-                # would copy the rollout's frames.
-                rollout.value.copy_(agent.value(rollout.obs.flatten(0, 1)).view(T, n))
+                # log π(a|s) and V of every step's state, and V of its true next state (the
+                # final obs where an episode ended: truncation bootstraps from it), batched after
+                # the rollout (in chunks of VALUE_CHUNK observations) rather than one forward per
+                # step: the weights did not change in between. No concatenation of obs and final
+                # obs: for pixels it would copy the rollout's frames.
+                logprob_B, value_B = agent.score(rollout.obs.flatten(0, 1), rollout.action.flatten(0, 1))
+                rollout.logprob.copy_(logprob_B.view(T, n))
+                rollout.value.copy_(value_B.view(T, n))
                 next_value_TN = agent.value(rollout.final_obs.flatten(0, 1)).view(T, n)
                 done_TN = rollout.terminated | rollout.truncated
                 advantage_TN = compute_gae(

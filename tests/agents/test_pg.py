@@ -424,6 +424,30 @@ def test_values_of_a_big_batch_are_computed_a_chunk_at_a_time(monkeypatch):
     assert sizes == [4, 4, 2]
 
 
+@pytest.mark.parametrize("continuous", [False, True])
+def test_score_gives_the_sampling_logprobs_and_the_values_a_chunk_at_a_time(monkeypatch, continuous):
+    """The loop samples actions without their log-probabilities and scores the whole rollout
+    after it: the same log-probabilities as sampling computes, the critic's values, chunked."""
+    import agents.pg
+
+    agent = make_agent(continuous=continuous)
+    obs_BO = torch.randn(10, OBS_DIM, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        action_B, logprob_B = agent.net.sample(obs_BO, torch.Generator().manual_seed(1))
+    scored_logprob_B, value_B = agent.score(obs_BO, action_B)
+    torch.testing.assert_close(scored_logprob_B, logprob_B)
+    torch.testing.assert_close(value_B, agent.value(obs_BO))
+    sizes = []
+    forward = agent.net.evaluate_actions
+    monkeypatch.setattr(agents.pg, "VALUE_CHUNK", 4)
+    monkeypatch.setattr(
+        agent.net, "evaluate_actions", lambda obs, a: sizes.append(len(obs)) or forward(obs, a)
+    )
+    chunked = agent.score(obs_BO, action_B)
+    assert sizes == [4, 4, 2]
+    torch.testing.assert_close(chunked, (scored_logprob_B, value_B))
+
+
 def test_the_loss_clips_with_the_agents_current_clip_coef():
     """The loop anneals agent.clip_coef (--anneal-clip): the surrogate must use it, not the
     config's ε; the value clip keeps the config's."""
@@ -451,6 +475,7 @@ def test_without_a_critic_the_value_net_is_untouched():
     )
     assert agent.net.value_head.weight not in agent.optimizer.state  # never stepped
     assert torch.equal(agent.value(rollout.obs), torch.zeros(BATCH))
+    assert torch.equal(agent.score(rollout.obs, rollout.action)[1], torch.zeros(BATCH))
 
 
 def test_seeded_agents_produce_identical_updates():

@@ -201,6 +201,19 @@ def test_seeded_sample_is_reproducible(continuous):
     assert not torch.equal(a1, net.sample(obs_BO, g1)[0])  # the generator advances
 
 
+@pytest.mark.parametrize("continuous", [False, True])
+def test_draw_with_pre_drawn_noise_is_sample_without_the_logprob(continuous):
+    """The rollout draws its noise for T steps at once and acts with `draw`: the same actions
+    as `sample` from a generator in the same state, step by step."""
+    net = make_net(continuous=continuous)
+    obs_BO = box_obs(64)
+    noise_TBA = net.noise((2, 64), torch.Generator().manual_seed(5))
+    assert noise_TBA.shape == (2, 64, net.action_dim)
+    sampled, _ = net.sample(obs_BO, torch.Generator().manual_seed(5))
+    assert torch.equal(net.draw(obs_BO, noise_TBA[0]), sampled)
+    assert not torch.equal(net.draw(obs_BO, noise_TBA[1]), sampled)  # steps get their own noise
+
+
 def test_gumbel_max_frequencies_match_softmax():
     net = make_net(continuous=False, action_dim=4)
     with torch.no_grad():
