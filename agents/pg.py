@@ -78,6 +78,7 @@ class PGConfig:
             raise ValueError(f"hidden must be one or more positive sizes, got {self.hidden}")
 
 
+@torch.no_grad()  # targets, not a graph: and `out=` below refuses inputs that need grad
 def compute_gae(
     reward_TN: torch.Tensor,
     value_TN: torch.Tensor,
@@ -136,7 +137,7 @@ def value_loss(new_value_B, old_value_B, return_B, clip_coef: float | None) -> t
     return 0.5 * torch.max(unclipped_B, (clipped_value_B - return_B).pow(2)).mean()
 
 
-VALUE_CHUNK = 4096  # observations per forward outside the update
+CHUNK = 4096  # observations per forward outside the update (score, value)
 # What each minibatch step reports (update() averages them and adds explained_variance).
 METRICS = ("policy_loss", "value_loss", "entropy", "approx_kl", "clip_fraction", "grad_norm")
 
@@ -223,27 +224,32 @@ class PGAgent:
 
     @torch.no_grad()
     def score(self, obs_B: torch.Tensor, action_B: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """(log π(a|s), V(s)) of a rollout's steps, `VALUE_CHUNK` at a time.
+        """(log π(a|s), V(s)) of a rollout's steps (V = 0 without a critic), `CHUNK` at a time.
 
         One batched forward after the rollout instead of one per env step: the weights did not
-        change in between, so these are the probabilities the actions were sampled with. They
-        are also bitwise the first epoch's own (same batch, same kernels), so its ratio is 1.
+        change in between, so these are the probabilities the actions were sampled with. With
+        one whole-rollout minibatch (CartPole's preset) they are bitwise the first epoch's own
+        (same batch, same kernels), so its ratio is exactly 1.
         """
         logprob, value = [], []
-        for obs, action in zip(obs_B.split(VALUE_CHUNK), action_B.split(VALUE_CHUNK)):
-            chunk_logprob, _, chunk_value = self.net.evaluate_actions(obs, action)
+        for obs, action in zip(obs_B.split(CHUNK), action_B.split(CHUNK)):
+            if self.config.critic:
+                chunk_logprob, _, chunk_value = self.net.evaluate_actions(obs, action)
+            else:  # no critic forward to throw away (a CNN pass on pixels)
+                chunk_logprob = self.net.log_prob(obs, action)
+                chunk_value = torch.zeros_like(chunk_logprob)
             logprob.append(chunk_logprob)
-            value.append(chunk_value if self.config.critic else torch.zeros_like(chunk_value))
+            value.append(chunk_value)
         return torch.cat(logprob), torch.cat(value)
 
     @torch.no_grad()
     def value(self, obs_N: torch.Tensor) -> torch.Tensor:
-        """V(s) for any number of observations, `VALUE_CHUNK` at a time: a rollout's values
-        come in one call, and a big pixel rollout's CNN activations (~3.5× its uint8 frames
-        for the Nature CNN) must not all be alive at once."""
+        """V(s) for any number of observations (the rollout's final observations), `CHUNK` at a
+        time: a big pixel rollout's CNN activations (~3.5× its uint8 frames for the Nature CNN)
+        must not all be alive at once."""
         if not self.config.critic:
             return torch.zeros(obs_N.shape[0], device=self.device)
-        return torch.cat([self.net.value(chunk) for chunk in obs_N.split(VALUE_CHUNK)])
+        return torch.cat([self.net.value(chunk) for chunk in obs_N.split(CHUNK)])
 
     @torch.no_grad()
     def observe(self, obs_B: torch.Tensor) -> None:

@@ -135,10 +135,17 @@ class ActorCritic(nn.Module):
             return action, gaussian_log_prob(params, self.log_std, action)
         return action, categorical_log_prob(params, action)
 
+    def log_prob(self, obs: torch.Tensor, action: torch.Tensor) -> torch.Tensor:
+        """log π(a|s) alone: the policy's forward, without the critic's."""
+        params = self.policy_params(obs)
+        if self.continuous:
+            return gaussian_log_prob(params, self.log_std, action)
+        return categorical_log_prob(params, action)
+
     def noise(self, batch_shape: Sequence[int], generator: torch.Generator | None = None):
         """Sampling noise for `batch_shape` actions (…, A): standard normal for the Gaussian,
         Gumbel(0, 1) for the categorical (Gumbel-max). A rollout draws all of its noise at once,
-        so that each env step's `draw` costs only the forward pass and two ops."""
+        so that each env step's `draw` costs only the forward pass and two or three ops."""
         shape, device = (*batch_shape, self.action_dim), self.policy_head.weight.device
         if self.continuous:
             return torch.randn(shape, device=device, generator=generator)

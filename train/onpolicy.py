@@ -141,7 +141,7 @@ def train_pg(
 
                 # log π(a|s) and V of every step's state, and V of its true next state (the
                 # final obs where an episode ended: truncation bootstraps from it), batched after
-                # the rollout (in chunks of VALUE_CHUNK observations) rather than one forward per
+                # the rollout (in chunks of CHUNK observations) rather than one forward per
                 # step: the weights did not change in between. No concatenation of obs and final
                 # obs: for pixels it would copy the rollout's frames.
                 logprob_B, value_B = agent.score(rollout.obs.flatten(0, 1), rollout.action.flatten(0, 1))

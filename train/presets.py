@@ -88,9 +88,9 @@ PG_PRESETS: dict[str, dict[str, dict[str, Any]]] = {
             learning_rate=3e-3, clip_coef=0.2, anneal_clip=True, vf_coef=1.0,
         ),
         # rl-zoo's Pendulum-v1 settings (normalised obs and rewards, γ = 0.9) without gSDE, so
-        # with half the minibatches (32 of 128), 5e-4 annealed and 300k steps: rl-zoo's 64 at a
-        # constant 1e-3 reached -200 within 100k on 3 of 6 seeds (the others stuck near -600),
-        # these on 6 of 6, by 57k-156k steps (README).
+        # with 32 minibatches of 128 samples (rl-zoo: 64 of 64), 5e-4 annealed (rl-zoo: 1e-3
+        # constant) and 300k steps: rl-zoo's reached -200 within 100k on 3 of 6 seeds (the
+        # others stuck near -600), these on 6 of 6, by 57k-156k steps (README).
         "Pendulum-v1": dict(
             num_envs=4, total_steps=300_000, eval_every=8_192, num_steps=1024,
             gae_lambda=0.95, gamma=0.9, update_epochs=10, num_minibatches=32, ent_coef=0.0,

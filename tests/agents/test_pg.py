@@ -375,7 +375,9 @@ def test_update_step_matches_the_loss_functions():
     torch.testing.assert_close(metrics["grad_norm"], grad_norm)
 
 
-@pytest.mark.parametrize("target_kl, epochs", [(None, 3), (1e3, 3), (1e-12, 1)])
+# 0.1 lies above this update's approx-KL (< 0.01) but below its entropy, value loss and grad
+# norm (~0.5 each): reading any of those instead would stop after one epoch.
+@pytest.mark.parametrize("target_kl, epochs", [(None, 3), (1e3, 3), (0.1, 3), (1e-12, 1)])
 def test_target_kl_stops_after_the_first_epoch(monkeypatch, target_kl, epochs):
     agent = make_agent(target_kl=target_kl)
     calls = []
@@ -418,10 +420,24 @@ def test_values_of_a_big_batch_are_computed_a_chunk_at_a_time(monkeypatch):
     whole = agent.value(obs_BO)
     sizes = []
     forward = agent.net.value
-    monkeypatch.setattr(agents.pg, "VALUE_CHUNK", 4)
+    monkeypatch.setattr(agents.pg, "CHUNK", 4)
     monkeypatch.setattr(agent.net, "value", lambda obs: sizes.append(len(obs)) or forward(obs))
     torch.testing.assert_close(agent.value(obs_BO), whole)
     assert sizes == [4, 4, 2]
+
+
+@pytest.mark.parametrize("continuous", [False, True])
+def test_explore_acts_with_the_rollouts_noise_from_the_agents_generator(continuous):
+    a, b = make_agent(seed=3, continuous=continuous), make_agent(seed=3, continuous=continuous)
+    obs_NO = torch.randn(8, OBS_DIM, generator=torch.Generator().manual_seed(0))
+    noise_TNA = a.exploration_noise(4, 8)
+    assert noise_TNA.shape == (4, 8, NUM_ACTIONS)
+    assert torch.equal(noise_TNA, b.exploration_noise(4, 8))  # seeded: the same rollout noise
+    assert not torch.equal(a.exploration_noise(4, 8), noise_TNA)  # the generator advances
+    assert torch.equal(a.explore(obs_NO, torch.zeros(8, NUM_ACTIONS)), a.act(obs_NO))
+    actions = [a.explore(obs_NO, noise_NA) for noise_NA in noise_TNA]
+    assert torch.equal(actions[0], a.net.draw(obs_NO, noise_TNA[0]))
+    assert not all(torch.equal(actions[0], x) for x in actions[1:])  # each step its own noise
 
 
 @pytest.mark.parametrize("continuous", [False, True])
@@ -439,7 +455,7 @@ def test_score_gives_the_sampling_logprobs_and_the_values_a_chunk_at_a_time(monk
     torch.testing.assert_close(value_B, agent.value(obs_BO))
     sizes = []
     forward = agent.net.evaluate_actions
-    monkeypatch.setattr(agents.pg, "VALUE_CHUNK", 4)
+    monkeypatch.setattr(agents.pg, "CHUNK", 4)
     monkeypatch.setattr(
         agent.net, "evaluate_actions", lambda obs, a: sizes.append(len(obs)) or forward(obs, a)
     )

@@ -202,16 +202,30 @@ def test_seeded_sample_is_reproducible(continuous):
 
 
 @pytest.mark.parametrize("continuous", [False, True])
-def test_draw_with_pre_drawn_noise_is_sample_without_the_logprob(continuous):
-    """The rollout draws its noise for T steps at once and acts with `draw`: the same actions
-    as `sample` from a generator in the same state, step by step."""
+def test_draw_perturbs_the_policy_with_the_given_noise(continuous):
+    """The rollout draws its noise for T steps at once (`noise`) and acts with `draw`: Gumbel-max
+    for the categorical, mean + noise·std for the Gaussian, as `sample` does."""
     net = make_net(continuous=continuous)
+    with torch.no_grad():
+        net.policy_head.bias.copy_(torch.tensor([0.5, -1.0, 1.5]))
+        if continuous:
+            net.log_std.copy_(torch.tensor([-1.0, 0.0, 0.5]))
     obs_BO = box_obs(64)
     noise_TBA = net.noise((2, 64), torch.Generator().manual_seed(5))
-    assert noise_TBA.shape == (2, 64, net.action_dim)
-    sampled, _ = net.sample(obs_BO, torch.Generator().manual_seed(5))
-    assert torch.equal(net.draw(obs_BO, noise_TBA[0]), sampled)
-    assert not torch.equal(net.draw(obs_BO, noise_TBA[1]), sampled)  # steps get their own noise
+    assert noise_TBA.shape == (2, 64, 3)
+    params_BA = net.policy_params(obs_BO)
+    for noise_BA in noise_TBA:
+        expected = (
+            params_BA + noise_BA * net.log_std.exp() if continuous
+            else (params_BA + noise_BA).argmax(-1)
+        )
+        assert torch.equal(net.draw(obs_BO, noise_BA), expected)
+    assert not torch.equal(net.draw(obs_BO, noise_TBA[0]), net.draw(obs_BO, noise_TBA[1]))
+    # Zero noise is the mode, which evaluation plays.
+    assert torch.equal(net.draw(obs_BO, torch.zeros(64, 3)), net.mode(obs_BO))
+    if not continuous:  # standard Gumbel noise: mean Euler's constant, variance π²/6
+        g = net.noise((100_000,), torch.Generator().manual_seed(0))
+        assert abs(g.mean().item() - 0.5772) < 0.02 and abs(g.var().item() - 1.6449) < 0.05
 
 
 def test_gumbel_max_frequencies_match_softmax():

@@ -1,0 +1,57 @@
+"""The on-policy loop's rollout bookkeeping: what each update is fed."""
+
+import pytest
+import torch
+
+from agents.pg import PGAgent, PGConfig
+from train.config import RunConfig
+from train.onpolicy import train_pg
+from train.presets import apply_preset
+
+NUM_ENVS, NUM_STEPS, ROLLOUTS = 2, 16, 3
+
+
+@pytest.mark.parametrize(
+    "algo, env, critic",
+    [("ppo", "CartPole-v1", True), ("ppo", "Pendulum-v1", True), ("reinforce", "CartPole-v1", False)],
+)
+def test_each_update_gets_the_log_probs_and_values_of_its_steps(algo, env, critic, tmp_path, monkeypatch):
+    """The loop samples actions without their log-probabilities and scores the whole rollout
+    after it: every stored log-prob and value must be what that step's own forward gave when
+    the action was drawn, in (T, N) order (0 for the value without a critic)."""
+    per_step: list[tuple[torch.Tensor, torch.Tensor]] = []
+    fed: list[tuple] = []
+    explore, update = PGAgent.explore, PGAgent.update
+
+    def recording_explore(self, obs_N, noise_NA):
+        action_N = explore(self, obs_N, noise_NA)
+        with torch.no_grad():
+            logprob_N, _, value_N = self.net.evaluate_actions(obs_N, action_N)
+        per_step.append((logprob_N, value_N if critic else torch.zeros_like(value_N)))
+        return action_N
+
+    def recording_update(self, batch):
+        logprob_B, value_B = (torch.cat(column) for column in zip(*per_step))
+        # The batch views the rollout buffer, which the next rollout overwrites.
+        fed.append((batch.logprob.clone(), batch.value.clone(), logprob_B, value_B))
+        per_step.clear()
+        return update(self, batch)
+
+    monkeypatch.setattr(PGAgent, "explore", recording_explore)
+    monkeypatch.setattr(PGAgent, "update", recording_update)
+    (run, cfg), _ = apply_preset(algo, env, RunConfig(env=env), PGConfig())
+    run.seed, run.device, run.progress, run.runs_dir = 3, "cpu", False, str(tmp_path)
+    run.num_envs, run.total_steps, run.eval_every = NUM_ENVS, ROLLOUTS * NUM_ENVS * NUM_STEPS, 0
+    cfg.num_steps, cfg.critic = NUM_STEPS, critic
+    cfg.norm_obs = True  # its statistics move between rollouts: scoring must use the rollout's
+    train_pg(run, cfg, algo=algo)
+
+    assert len(fed) == ROLLOUTS
+    for stored_logprob_B, stored_value_B, logprob_B, value_B in fed:
+        assert stored_logprob_B.shape == (NUM_ENVS * NUM_STEPS,)
+        assert logprob_B.std() > 0  # different steps: a mix-up of their order would show
+        # Batched and per-step forwards may round differently.
+        torch.testing.assert_close(stored_logprob_B, logprob_B, rtol=1e-5, atol=1e-6)
+        torch.testing.assert_close(stored_value_B, value_B, rtol=1e-5, atol=1e-6)
+        if critic:
+            assert value_B.abs().max() > 0
