@@ -131,13 +131,13 @@ class ActorCritic(nn.Module):
         """(action, log π(action|s)) sampled from the policy with the given generator."""
         params = self.policy_params(obs)
         action = self._perturb(params, self.noise(params.shape[:-1], generator))
-        if self.continuous:
-            return action, gaussian_log_prob(params, self.log_std, action)
-        return action, categorical_log_prob(params, action)
+        return action, self._log_prob(params, action)
 
     def log_prob(self, obs: torch.Tensor, action: torch.Tensor) -> torch.Tensor:
         """log π(a|s) alone: the policy's forward, without the critic's."""
-        params = self.policy_params(obs)
+        return self._log_prob(self.policy_params(obs), action)
+
+    def _log_prob(self, params: torch.Tensor, action: torch.Tensor) -> torch.Tensor:
         if self.continuous:
             return gaussian_log_prob(params, self.log_std, action)
         return categorical_log_prob(params, action)
