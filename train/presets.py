@@ -144,6 +144,16 @@ PG_PRESETS: dict[str, dict[str, dict[str, Any]]] = {
         ),
     },
 }
+# The torch CartPole steps 64 envs in about the time of 8 (one tensor op each), where
+# Gymnasium's pays per env: PPO's preset there takes 64 envs x 16 steps, 4 epochs of 4 minibatches
+# at 5e-3, γ 0.99, λ 0.95 (CartPole-v1's entropy bonus, clip schedule and value weight): ~2.3x the
+# env steps/s of the 8-env preset on the same env, and on 32 held-out seeds it stays solved
+# sooner in seconds, on every seed (README, PPO benchmark).
+PG_PRESETS["ppo"]["rlplay/CartPole-v1"] = dict(
+    PG_PRESETS["ppo"]["CartPole-v1"], num_envs=64, num_steps=16, num_minibatches=4,
+    update_epochs=4, learning_rate=5e-3, gamma=0.99, gae_lambda=0.95,
+)
+
 # Pixels: one shared CNN trunk for actor and critic. PPO on Atari is CleanRL's ppo_atari.py;
 # A2C is Baselines' (16 envs × 5 steps, 7e-4); MinAtar uses the same with MinAtar's small CNN.
 _PPO_PIXELS = dict(
@@ -177,6 +187,8 @@ BASES = {"dqn": {}, **PG_BASE}
 def task_of(env_id: str) -> str:
     """The task an env id names: `rlplay/CartPole-v1` and `module:CartPole-v1` are CartPole-v1."""
     return env_id.rpartition(":")[2].removeprefix("rlplay/")
+
+
 def pixel_family(env_id: str) -> str | None:
     """"atari" or "minatar" for their env ids (one preset serves every game), else None."""
     try:
@@ -188,9 +200,13 @@ def pixel_family(env_id: str) -> str | None:
 def apply_preset(algo: str, env_id: str, *configs: Any) -> tuple[list[Any], dict[str, Any]]:
     """Return copies of `configs` with the algorithm's base settings and the preset for
     (algo, env_id) applied, and the env preset."""
-    # rlplay/CartPole-v1 is CartPole-v1 (the same dynamics, on tensors): the same presets.
+    # rlplay/CartPole-v1 is CartPole-v1 (the same dynamics, on tensors): CartPole-v1's presets,
+    # unless the torch env has one of its own (an id's own preset first, then its task's).
     presets = PRESETS.get(algo, {})
-    env_preset = presets.get(task_of(env_id)) or presets.get(pixel_family(env_id), {})
+    env_preset = (
+        presets.get(env_id.rpartition(":")[2]) or presets.get(task_of(env_id))
+        or presets.get(pixel_family(env_id), {})
+    )
     preset = {**BASES.get(algo, {}), **env_preset}
     out = []
     for config in configs:

@@ -1,5 +1,10 @@
 """The benchmark's arithmetic: when a run first reaches 475, when it reaches it for good, and the
-per-seed verdict against SB3 (the runs themselves are benchmarks, not tests)."""
+per-seed verdict against SB3; and the command as a user runs it (the speeds themselves are
+benchmarks, not tests)."""
+
+import subprocess
+
+from train_testlib import RLPLAY
 
 from train.bench import RunSummary, summarize, table, verdicts
 from train.offpolicy import EvalPoint
@@ -40,6 +45,19 @@ def test_verdict_needs_a_third_of_sb3s_time_on_every_seed():
     assert ">3.20" in text  # seed 2's stay ratio is a lower bound: 8 s / 2.5 s
 
 
+def test_the_torch_env_verdict_needs_a_fifth():
+    ours = {1: RunSummary(1000, 0.5, 2000, 2.0, 500, 9.0)}
+    sb3 = {1: RunSummary(1000, 2.0, 9000, 9.0, 500, 20.0)}  # stay: 4.5x ours, reach: 4x
+    assert verdicts((1,), ours, sb3)[0].startswith(
+        "ours reaches 475 and stays there in <= 1/3 of SB3's wall-clock on every seed: PASS")
+    stay, reach, _ = verdicts((1,), ours, sb3, speedup=5)
+    assert stay.startswith("ours reaches 475 and stays there in <= 1/5 of SB3's wall-clock")
+    assert stay.endswith("FAIL (0 of 1 seeds; 0 of 1 pairs of our and SB3's seeds)")
+    ours[1] = ours[1]._replace(stay_seconds=1.8, reach_seconds=0.4)  # 5x exactly on both
+    stay, reach, _ = verdicts((1,), ours, sb3, speedup=5)
+    assert "PASS (1 of 1 seeds" in stay and "PASS (1 of 1 seeds" in reach
+
+
 def test_table_median_row():
     runs = {s: summarize(curve(*r)) for s, r in
             {1: (500, 500), 2: (100, 500), 3: (100, 100)}.items()}
@@ -62,3 +80,16 @@ def test_scaling_table_reads_the_run_summaries(monkeypatch, capsys):
     # nproc, median env steps/s, median steps and seconds over the solved seeds, solved count
     assert rows[0][:5] == ["1", "1,100", "2000", "2.0", "1/2"]
     assert rows[1][:5] == ["2", "550", "1000", "1.0", "2/2"]
+
+
+def test_the_ppo_benchmark_on_the_torch_env_runs_as_a_user_runs_it():
+    # Ours only, one short run: the header names both envs and the goal is a fifth.
+    out = subprocess.run(
+        [RLPLAY, "bench", "ppo-cartpole", "--torch-env", "--no-sb3", "--seeds", "1",
+         "--total-steps", "2048", "--eval-every", "1024"],
+        capture_output=True, text=True, timeout=300,
+    )
+    assert out.returncode == 0, out.stderr
+    assert "PPO (ours on rlplay/CartPole-v1, SB3 on CartPole-v1): 2048 env steps" in out.stdout
+    assert "in <= 1/5 of SB3's wall-clock on every seed: n/a (SB3 not run)" in out.stdout
+    assert out.stdout.count("\n     1  ") == 1  # seed 1's row
