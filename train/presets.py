@@ -113,7 +113,13 @@ PG_PRESETS: dict[str, dict[str, dict[str, Any]]] = {
         ),
     },
     "a2c": {
-        "CartPole-v1": dict(num_envs=8, total_steps=100_000, eval_every=5_000),
+        # GAE (λ 0.95) instead of 5-step returns, γ 0.98, 1e-3: on 24 held-out seeds (101-124)
+        # 22 end the 100k steps solved, from a median 50k; 5-step returns, γ 0.99 and 7e-4
+        # (rl-zoo's), 14 of 24: they reach 475 and fall off it (README).
+        "CartPole-v1": dict(
+            num_envs=8, total_steps=100_000, eval_every=5_000, gamma=0.98, gae_lambda=0.95,
+            learning_rate=1e-3,
+        ),
         "Acrobot-v1": dict(
             num_envs=16, total_steps=500_000, eval_every=20_000, ent_coef=0.0, norm_obs=True,
         ),
