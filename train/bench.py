@@ -416,7 +416,8 @@ def _pass(ok: bool) -> str:
 
 BENCHMARKS: dict[str, Benchmark] = {
     "dqn-cartpole": Benchmark("dqn", CartPoleBench(total_steps=50_000, eval_every=2_000), sb3_dqn),
-    # 2,048 steps = 8 rollouts of 8 envs x 32 steps: both libraries evaluate after an update.
+    # 2,048 steps = 2 of our rollouts (32 envs x 32 steps), 8 of SB3's (8 x 32): both libraries
+    # evaluate after an update.
     "ppo-cartpole": Benchmark("ppo", CartPoleBench(total_steps=100_000, eval_every=2_048), sb3_ppo),
 }
 

@@ -32,8 +32,8 @@ class ScalingBench:
     """process counts to compare (each a `--nproc` run)"""
     seeds: tuple[int, ...] = (1, 2, 3)
     """seeds to run for each process count"""
-    num_envs: int = 8
-    """envs over all processes (the preset's 8; a multiple of every process count)"""
+    num_envs: int = 32
+    """envs over all processes (the preset's 32; a multiple of every process count)"""
     total_steps: int = 100_000
     """env steps per run at most (the run stops once solved)"""
     eval_every: int = 2_048

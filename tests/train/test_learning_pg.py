@@ -31,7 +31,8 @@ def test_policy_gradient_solves_cartpole_within_its_preset(algo, threshold, tmp_
 @pytest.mark.parametrize("env", ["CartPole-v1", "rlplay/CartPole-v1"])
 def test_ppo_stop_and_resume_is_bitwise_exact(env, tmp_path, capsys):
     # The preset is CartPole-v1's either way; run.env picks Gymnasium's or our torch envs.
-    overrides = dict(env=env, total_steps=2_048, eval_every=768, log_every=256, eval_episodes=2)
+    overrides = dict(env=env, total_steps=2_048, eval_every=768, log_every=256, eval_episodes=2,
+                     num_envs=8)  # 256-step rollouts: the stop lands mid-run
     run, cfg = preset_run("ppo", "CartPole-v1", tmp_path / "a", **overrides)
     cfg.norm_obs = cfg.norm_reward = True  # their statistics must resume exactly too
     whole = train_pg(run, cfg, algo="ppo")
