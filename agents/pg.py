@@ -228,8 +228,8 @@ class PGAgent:
 
         One batched forward after the rollout instead of one per env step: the weights did not
         change in between, so these are the probabilities the actions were sampled with. With
-        one whole-rollout minibatch (CartPole's preset) they are bitwise the first epoch's own
-        (same batch, same kernels), so its ratio is exactly 1.
+        one whole-rollout minibatch (`--num-minibatches 1`, as in rl-zoo's CartPole) they are
+        bitwise the first epoch's own (same batch, same kernels), so its ratio is exactly 1.
         """
         logprob, value = [], []
         for obs, action in zip(obs_B.split(CHUNK), action_B.split(CHUNK)):
@@ -278,7 +278,7 @@ class PGAgent:
         cfg = self.config
         batch_size = rollout.obs.shape[0]
         minibatch_size = max(batch_size // cfg.num_minibatches, 1)
-        # One minibatch of the whole rollout (rl-zoo's CartPole): every epoch takes the same
+        # One minibatch of the whole rollout (as in rl-zoo's CartPole): every epoch takes the same
         # gradient step whatever the order, so no shuffle and no gather, and the advantages are
         # normalised once.
         whole = minibatch_size == batch_size
