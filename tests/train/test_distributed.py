@@ -37,8 +37,9 @@ SHORT = dict(total_steps=2_048, eval_every=768, log_every=256, eval_episodes=2, 
 def preset_run(
     tmp_path: Path, name: str, normalize: bool = True, **overrides
 ) -> tuple[RunConfig, PGConfig]:
-    """PPO's CartPole-v1 preset (32 envs: 16 per rank) in a folder of its own; `normalize` adds
-    obs and reward normalisation, whose statistics must resume exactly too."""
+    """PPO's CartPole-v1 preset (32 envs, 16 per rank, unless overridden) in a folder of its
+    own; `normalize` adds obs and reward normalisation, whose statistics must resume exactly
+    too."""
     (run, cfg), _ = apply_preset("ppo", "CartPole-v1", RunConfig(env="CartPole-v1"), PGConfig())
     run.seed, run.device, run.progress = 1, "cpu", False
     run.runs_dir, run.run_name = str(tmp_path), name

@@ -69,7 +69,7 @@ def test_ppo_trained_on_the_torch_cartpole_solves_gymnasiums_cartpole(tmp_path):
     from train.evaluate import evaluate
     from train.onpolicy import pg_from_checkpoint
 
-    # Its own preset (64 envs x 16 steps), not Gymnasium CartPole's 8 x 32.
+    # Its own preset (64 envs x 16 steps), not Gymnasium CartPole's 32 x 32.
     run, cfg = preset_run("ppo", "rlplay/CartPole-v1", tmp_path, target_return=475.0)
     assert run.num_envs == 64 and cfg.num_steps == 16
     result = train_pg(run, cfg, algo="ppo")
