@@ -64,6 +64,8 @@ class Benchmark(NamedTuple):
     algo: str  # ours: the key of the loop (train.cli.ALGOS) and of its preset
     defaults: CartPoleBench  # rl-zoo's budget, and an eval cadence that suits both libraries
     sb3_model: Callable[[CartPoleBench, int], Any]  # SB3's model for one seed
+    # The goal, as times SB3's speed: on Gymnasium's CartPole, and on ours (--torch-env).
+    speedup: tuple[int, int] = (3, 3)
 
     @property
     def summary(self) -> str:
@@ -80,7 +82,8 @@ class Benchmark(NamedTuple):
                 f"env steps and training seconds (evaluation excluded) until a greedy mean "
                 f"return of {SOLVED:.0f} is first reached, until it is reached for good (every "
                 f"later evaluation too), and the final evaluation, per seed; verdicts against "
-                f"the goal of a third of SB3's time (a fifth with --torch-env).")
+                f"the goal of 1/{self.speedup[0]} of SB3's time (1/{self.speedup[1]} with "
+                f"--torch-env).")
 
 
 class RunSummary(NamedTuple):
@@ -280,7 +283,7 @@ def run_benchmark(bench: Benchmark, opts: CartPoleBench) -> int:
           f"solved = mean >= {SOLVED:.0f}; seconds exclude evaluation")
     print(table(opts.seeds, ours, theirs if with_sb3 else None))
     print()
-    speedup = 5 if opts.torch_env else 3  # the issue's goal for each env
+    speedup = bench.speedup[opts.torch_env]
     for line in verdicts(opts.seeds, ours, theirs if with_sb3 else None, speedup):
         print(line)
     return 0
@@ -376,8 +379,8 @@ def verdicts(
 ) -> list[str]:
     """PASS/FAIL lines for the speed goal on both measures, and for ending solved.
 
-    The goal is `speedup` times SB3's speed: 3 on Gymnasium's CartPole, 5 on our torch one
-    (issue 3). Each goal line also counts the seeds that pass and the passing pairs (our run with
+    The goal is `speedup` times SB3's speed (PPO's: 3 on Gymnasium's CartPole, 5 on our torch
+    one, issue 3). Each goal line also counts the seeds that pass and the passing pairs (our run with
     seed i, SB3's with seed j) over all i, j: the libraries' seeds are unrelated draws, so every
     pair is as fair a comparison as the same-number one, and the share of pairs estimates how
     often one of our runs is that much faster than one of SB3's.
@@ -420,8 +423,10 @@ def _pass(ok: bool) -> str:
 BENCHMARKS: dict[str, Benchmark] = {
     "dqn-cartpole": Benchmark("dqn", CartPoleBench(total_steps=50_000, eval_every=2_000), sb3_dqn),
     # 2,048 steps = 2 of our rollouts (32 envs x 32 steps), 8 of SB3's (8 x 32): both libraries
-    # evaluate after an update.
-    "ppo-cartpole": Benchmark("ppo", CartPoleBench(total_steps=100_000, eval_every=2_048), sb3_ppo),
+    # evaluate after an update. Issue 3's goal: a third of SB3's time, a fifth on our torch env.
+    "ppo-cartpole": Benchmark(
+        "ppo", CartPoleBench(total_steps=100_000, eval_every=2_048), sb3_ppo, speedup=(3, 5)
+    ),
 }
 
 
