@@ -154,10 +154,10 @@ PG_PRESETS: dict[str, dict[str, dict[str, Any]]] = {
 }
 # The torch CartPole steps 64 envs in about the time of 8 (one tensor op each), where
 # Gymnasium's pays per env: PPO's preset there takes CartPole-v1's with 64 envs x 16 steps (the
-# same 1,024-step rollouts in half the env calls) and the clip range from 0.2, as it was chosen
-# with; on 32 held-out seeds it stays solved on every seed (README, PPO benchmark).
+# same 1,024-step rollouts in half the env calls); on 32 held-out seeds it stays solved on every
+# seed, from a median 30.7k env steps (README, PPO benchmark).
 PG_PRESETS["ppo"]["rlplay/CartPole-v1"] = dict(
-    PG_PRESETS["ppo"]["CartPole-v1"], num_envs=64, num_steps=16, clip_coef=0.2,
+    PG_PRESETS["ppo"]["CartPole-v1"], num_envs=64, num_steps=16,
 )
 
 # Pixels: one shared CNN trunk for actor and critic. PPO on Atari is CleanRL's ppo_atari.py;
