@@ -380,10 +380,10 @@ def verdicts(
     """PASS/FAIL lines for the speed goal on both measures, and for ending solved.
 
     The goal is `speedup` times SB3's speed (PPO's: 3 on Gymnasium's CartPole, 5 on our torch
-    one, issue 3). Each goal line also counts the seeds that pass and the passing pairs (our run with
-    seed i, SB3's with seed j) over all i, j: the libraries' seeds are unrelated draws, so every
-    pair is as fair a comparison as the same-number one, and the share of pairs estimates how
-    often one of our runs is that much faster than one of SB3's.
+    one, issue 3). Each goal line also counts the seeds that pass and the passing pairs (our run
+    with seed i, SB3's with seed j) over all i, j: the libraries' seeds are unrelated draws, so
+    every pair is as fair a comparison as the same-number one, and the share of pairs estimates
+    how often one of our runs is that much faster than one of SB3's.
     """
     lines = []
     for measure, field in (("reaches 475 and stays there", "stay_seconds"),

@@ -190,9 +190,14 @@ PRESETS = {"dqn": DQN_PRESETS, **PG_PRESETS}
 BASES = {"dqn": {}, **PG_BASE}
 
 
+def registered_id(env_id: str) -> str:
+    """The id as Gymnasium registers it, without a `module:` prefix."""
+    return env_id.rpartition(":")[2]
+
+
 def task_of(env_id: str) -> str:
     """The task an env id names: `rlplay/CartPole-v1` and `module:CartPole-v1` are CartPole-v1."""
-    return env_id.rpartition(":")[2].removeprefix("rlplay/")
+    return registered_id(env_id).removeprefix("rlplay/")
 
 
 def pixel_family(env_id: str) -> str | None:
@@ -210,7 +215,7 @@ def apply_preset(algo: str, env_id: str, *configs: Any) -> tuple[list[Any], dict
     # unless the torch env has one of its own (an id's own preset first, then its task's).
     presets = PRESETS.get(algo, {})
     env_preset = (
-        presets.get(env_id.rpartition(":")[2]) or presets.get(task_of(env_id))
+        presets.get(registered_id(env_id)) or presets.get(task_of(env_id))
         or presets.get(pixel_family(env_id), {})
     )
     preset = {**BASES.get(algo, {}), **env_preset}
