@@ -239,6 +239,8 @@ class Session:
             self.video_env.close()
 
     def _pause_clock(self) -> None:
+        if self.device.type == "cuda":  # the clock stops when the queued training work is done
+            torch.cuda.synchronize(self.device)
         self.counters["train_seconds"] = time.perf_counter() - self._start
 
     def _resume_clock(self) -> None:

@@ -8,7 +8,7 @@ from train.checkpoint import load_checkpoint
 from train.config import RunConfig
 from train.onpolicy import train_pg
 from train.presets import PG_PRESETS, apply_preset
-from train_testlib import StopAfter
+from train_testlib import CUDA, StopAfter
 
 
 def preset_run(algo, task, tmp_path, **run_overrides):
@@ -28,11 +28,12 @@ def test_policy_gradient_solves_cartpole_within_its_preset(algo, threshold, tmp_
     assert result.global_step <= PG_PRESETS[algo]["CartPole-v1"]["total_steps"]
 
 
+@pytest.mark.parametrize("device", ["cpu", CUDA])
 @pytest.mark.parametrize("env", ["CartPole-v1", "rlplay/CartPole-v1"])
-def test_ppo_stop_and_resume_is_bitwise_exact(env, tmp_path, capsys):
+def test_ppo_stop_and_resume_is_bitwise_exact(env, device, tmp_path, capsys):
     # The preset is CartPole-v1's either way; run.env picks Gymnasium's or our torch envs.
     overrides = dict(env=env, total_steps=2_048, eval_every=768, log_every=256, eval_episodes=2,
-                     num_envs=8)  # 256-step rollouts: the stop lands mid-run
+                     num_envs=8, device=device)  # 256-step rollouts: the stop lands mid-run
     run, cfg = preset_run("ppo", "CartPole-v1", tmp_path / "a", **overrides)
     cfg.norm_obs = cfg.norm_reward = True  # their statistics must resume exactly too
     whole = train_pg(run, cfg, algo="ppo")

@@ -8,6 +8,9 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+import torch
+
 from agents import DQNConfig
 from train.common import StopFlag
 from train.config import RunConfig
@@ -23,6 +26,11 @@ TINY_DQN = dict(
     gradient_steps=1, target_update_interval=20, exploration_steps=300,
 )
 
+
+# The device parameter of a test that runs on both; the CUDA case is marked `gpu`.
+CUDA = pytest.param("cuda", marks=[
+    pytest.mark.gpu, pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA"),
+])
 
 RLPLAY = str(Path(sys.executable).with_name("rlplay"))
 # Wide enough that tyro's help rarely wraps a help text, narrow enough for one column (from
