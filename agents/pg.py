@@ -290,8 +290,10 @@ class PGAgent:
                 minibatches = [rollout]
             else:
                 order = torch.randperm(batch_size, device=self.device, generator=self.generator)
+                # One gather per tensor and epoch; the minibatches are views of it.
+                shuffled = Rollout(*(t[order] for t in rollout))
                 minibatches = (
-                    Rollout(*(t[order[start : start + minibatch_size]] for t in rollout))
+                    Rollout(*(t[start : start + minibatch_size] for t in shuffled))
                     for start in range(0, batch_size - minibatch_size + 1, minibatch_size)
                 )
             steps += [self._minibatch_step(mb, normalized=whole) for mb in minibatches]

@@ -75,8 +75,13 @@ class _Foreign(Exception):
 def _encode(value: Any) -> dict[str, Any]:
     if isinstance(value, np.random.Generator):
         return {"numpy_generator": value.bit_generator.state}
+    if isinstance(value, np.ndarray) and value.dtype.kind in "SU":  # text: FrozenLake's map
+        return {"numpy_text": value.tolist(), "dtype": value.dtype.str}
     if isinstance(value, np.ndarray) and value.dtype != object:
-        return {"numpy_array": torch.from_numpy(value.copy())}
+        try:
+            return {"numpy_array": torch.from_numpy(value.copy())}
+        except TypeError:  # a dtype torch has no tensor for (datetime64, void, ...)
+            raise _Foreign from None
     if isinstance(value, np.generic):
         return {"numpy_scalar": value.item(), "dtype": str(value.dtype)}
     if isinstance(value, _SCALARS):
@@ -95,6 +100,8 @@ def _decode(entry: dict[str, Any]) -> Any:
         return rng
     if "numpy_array" in entry:
         return entry["numpy_array"].numpy().copy()
+    if "numpy_text" in entry:
+        return np.array(entry["numpy_text"], dtype=entry["dtype"])
     if "numpy_scalar" in entry:
         return np.dtype(entry["dtype"]).type(entry["numpy_scalar"])
     if "sequence" in entry:

@@ -29,6 +29,12 @@ def build_pg(
         sizes = policy_sizes(envs.single_observation_space, envs.single_action_space)
     except TypeError as e:
         raise UserError(f"{run.env}: {e}") from None
+    batch = envs.num_envs * cfg.num_steps  # this process's rollout
+    if cfg.num_minibatches > batch:
+        raise UserError(
+            f"--num-minibatches {cfg.num_minibatches} exceeds the rollout's {batch} transitions "
+            f"({envs.num_envs} envs x --num-steps {cfg.num_steps}); use at most {batch}"
+        )
     return PGAgent(
         cfg, **sizes, device=device, seed=rank_seed(run.seed, dist.rank),
         data_parallel=dist.data_parallel(),

@@ -45,6 +45,10 @@ BAD = {  # name: (arguments after `rlplay`, the one-line error it must give)
     "replay_foreign": (["replay", "foreign.pt"], r"foreign\.pt is not an rlplay checkpoint"),
     "resume_missing": (["train", "dqn", "--resume", "nope"],
                        r"checkpoint or run folder nope does not exist"),
+    "minibatches": (["train", "ppo", "--env", "CartPole-v1", "--num-envs", "2", "--num-steps", "8",
+                     "--num-minibatches", "32", "--no-progress", "--device", "cpu"],
+                    r"--num-minibatches 32 exceeds the rollout's 16 transitions \(2 envs x "
+                    r"--num-steps 8\); use at most 16"),
 }
 
 
