@@ -59,6 +59,10 @@ class ReplayArgs:
     """where the policy runs"""
     threads: int = 1
     """torch CPU threads (one frame at a time runs fastest on 1; 0 keeps torch's default)"""
+    max_steps: int = 27_000
+    """steps an episode may last before it is cut (and said to be): a greedy policy can loop
+    forever in an env without a time limit, such as CliffWalking-v1 (27,000: ALE/*-v5's limit
+    of 108,000 frames at 4 frames a step; training's evaluations allow 100,000)"""
 
 
 def env_of(ckpt: dict) -> str:
@@ -68,9 +72,11 @@ def env_of(ckpt: dict) -> str:
 
 def replay_command(argv: list[str]) -> int:
     args = tyro.cli(ReplayArgs, args=argv, prog="rlplay replay")
-    returns = replay(args)
+    cut: list[int] = []
+    returns = replay(args, cut=cut)
     for i, r in enumerate(returns):
-        print(f"episode {i + 1}: return {r:.1f}")
+        note = f" (cut at {args.max_steps:,} steps)" if i in cut else ""
+        print(f"episode {i + 1}: return {r:.1f}{note}")
     mean = sum(returns) / len(returns)
     std = math.sqrt(sum((r - mean) ** 2 for r in returns) / len(returns))
     print(f"mean return over {len(returns)} episodes: {mean:.1f} ± {std:.1f}")
@@ -79,10 +85,13 @@ def replay_command(argv: list[str]) -> int:
     return 0
 
 
-def replay(args: ReplayArgs) -> list[float]:
-    """Play the checkpoint's greedy policy for `args.episodes` episodes; return their returns."""
+def replay(args: ReplayArgs, cut: list[int] | None = None) -> list[float]:
+    """Play the checkpoint's greedy policy for `args.episodes` episodes; return their returns.
+    The indices of episodes cut at `args.max_steps` are appended to `cut`."""
     if args.episodes is not None and args.episodes < 1:
         raise UserError(f"--episodes must be at least 1, got {args.episodes}")
+    if args.max_steps < 1:
+        raise UserError(f"--max-steps must be at least 1, got {args.max_steps}")
     if args.video and Path(args.video).suffix.lower() not in (".gif", ".mp4"):
         raise UserError(f"--video must end in .gif or .mp4, got {args.video}")
     ckpt, file = load_checkpoint(args.path, prefer=BEST if args.checkpoint == "best" else LATEST)
@@ -110,12 +119,16 @@ def replay(args: ReplayArgs) -> list[float]:
         for k in range(episodes):
             obs, _ = envs.reset(seed=args.seed + k)
             total, done = 0.0, False
-            while not done:
+            for _ in range(args.max_steps):
                 if args.video:
                     frames.append(envs.render()[0])
                 obs, reward, terminated, truncated, _ = envs.step(policy(obs))
                 total += float(reward[0])  # sync: one env, played for people to watch
                 done = bool(terminated[0] or truncated[0])
+                if done:
+                    break
+            if not done and cut is not None:
+                cut.append(k)
             returns.append(total)
     fps = args.fps or envs.metadata.get("render_fps") or 30
     envs.close()

@@ -214,6 +214,14 @@ def test_replay_prints_returns_and_their_mean(replays, cli_run):
     assert replay(ReplayArgs(str(cli_run[2]), episodes=3)) == returns
 
 
+def test_replay_cuts_an_episode_at_max_steps_and_says_so(cli_run, capsys):
+    # CartPole's episodes last 8 steps or more, so 5 cuts each (reward 1 a step); an env without
+    # a time limit would otherwise loop forever under a greedy policy (CliffWalking-v1).
+    assert main(["replay", str(cli_run[2]), "--episodes", "2", "--max-steps", "5"]) == 0
+    out = capsys.readouterr().out
+    assert out.count("return 5.0 (cut at 5 steps)") == 2, out
+
+
 # --- bad input: exit 2, one line on stderr, no traceback -----------------------------------------
 
 
