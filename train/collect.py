@@ -143,9 +143,18 @@ def _epsilon_noise(policy: Policy, explore: Policy, epsilon: float, generator) -
     return noisy
 
 
+# An episode this long has most likely no end (an env without a time limit, such as
+# CliffWalking-v1, under a greedy policy): Atari's limit of 108,000 frames at 4 a step.
+MAX_EPISODE_STEPS = 27_000
+
+
 @torch.no_grad()
-def record(envs: gym.vector.VectorEnv, policy: Policy, episodes: int, seed: int) -> list[dict]:
-    """Whole episodes of `policy`, as per-episode arrays in Minari's layout.
+def record(
+    envs: gym.vector.VectorEnv, policy: Policy, episodes: int, seed: int,
+    max_steps: int = MAX_EPISODE_STEPS,
+) -> list[dict]:
+    """Whole episodes of `policy`, as per-episode arrays in Minari's layout; a clear error if one
+    lasts `max_steps` steps.
 
     Env i records episodes i, i + N, i + 2N, … (< `episodes`) and nothing after them, so the
     short episodes that finish first are not over-represented. Steps come to the host every step
@@ -168,6 +177,11 @@ def record(envs: gym.vector.VectorEnv, policy: Policy, episodes: int, seed: int)
             ep["actions"].append(a), ep["rewards"].append(r)
             ep["terminations"].append(te), ep["truncations"].append(tr)
             ep["observations"].append(final)  # the true next observation, also at the end
+            if len(ep["actions"]) >= max_steps and not (te or tr):
+                raise UserError(
+                    f"an episode passed {max_steps:,} steps without ending (does the env have "
+                    f"no time limit?); record a policy that finishes, or add --epsilon"
+                )
             if te or tr:
                 done_episodes[i].append({k: np.stack(v) for k, v in ep.items()})
                 current[i] = _new_episode(nxt)  # same-step autoreset: nxt starts the next one

@@ -12,6 +12,7 @@ import torch
 import tyro
 
 from train.checkpoint import BEST, LATEST, load_checkpoint
+from train.collect import MAX_EPISODE_STEPS
 from train.common import make_envs
 from train.config import RunConfig, resolve_device
 from train.errors import UserError
@@ -59,7 +60,7 @@ class ReplayArgs:
     """where the policy runs"""
     threads: int = 1
     """torch CPU threads (one frame at a time runs fastest on 1; 0 keeps torch's default)"""
-    max_steps: int = 27_000
+    max_steps: int = MAX_EPISODE_STEPS
     """steps an episode may last before it is cut (and said to be): a greedy policy can loop
     forever in an env without a time limit, such as CliffWalking-v1 (27,000: ALE/*-v5's limit
     of 108,000 frames at 4 frames a step; training's evaluations allow 100,000)"""
