@@ -277,11 +277,12 @@ class PGAgent:
         """Epochs of shuffled minibatches on one rollout; returns 0-d metric tensors (no sync)."""
         cfg = self.config
         batch_size = rollout.obs.shape[0]
-        minibatch_size = max(batch_size // cfg.num_minibatches, 1)
+        if cfg.num_minibatches > batch_size:
+            raise ValueError(f"{cfg.num_minibatches} minibatches of a {batch_size}-step rollout")
         # One minibatch of the whole rollout (as in rl-zoo's CartPole): every epoch takes the same
         # gradient step whatever the order, so no shuffle and no gather, and the advantages are
         # normalised once.
-        whole = minibatch_size == batch_size
+        whole = cfg.num_minibatches == 1
         if whole:
             rollout = rollout._replace(advantage=self._normalized(rollout.advantage))
         steps: list[torch.Tensor] = []  # each minibatch step's METRICS, stacked
@@ -290,11 +291,10 @@ class PGAgent:
                 minibatches = [rollout]
             else:
                 order = torch.randperm(batch_size, device=self.device, generator=self.generator)
-                # One gather per tensor and epoch; the minibatches are views of it.
-                shuffled = Rollout(*(t[order] for t in rollout))
+                # Exactly num_minibatches of them, sizes within one of each other: none dropped.
                 minibatches = (
-                    Rollout(*(t[start : start + minibatch_size] for t in shuffled))
-                    for start in range(0, batch_size - minibatch_size + 1, minibatch_size)
+                    Rollout(*(t[idx] for t in rollout))
+                    for idx in order.tensor_split(cfg.num_minibatches)
                 )
             steps += [self._minibatch_step(mb, normalized=whole) for mb in minibatches]
             if cfg.target_kl is not None:

@@ -76,11 +76,11 @@ def _encode(value: Any) -> dict[str, Any]:
     if isinstance(value, np.random.Generator):
         return {"numpy_generator": value.bit_generator.state}
     if isinstance(value, np.ndarray) and value.dtype.kind in "SU":  # text: FrozenLake's map
-        return {"numpy_text": value.tolist(), "dtype": value.dtype.str}
+        return {"numpy_text": value.tolist(), "dtype": value.dtype.str, "shape": value.shape}
     if isinstance(value, np.ndarray) and value.dtype != object:
         try:
             return {"numpy_array": torch.from_numpy(value.copy())}
-        except TypeError:  # a dtype torch has no tensor for (datetime64, void, ...)
+        except (TypeError, ValueError):  # no tensor for its dtype (datetime64) or byte order
             raise _Foreign from None
     if isinstance(value, np.generic):
         return {"numpy_scalar": value.item(), "dtype": str(value.dtype)}
@@ -101,7 +101,7 @@ def _decode(entry: dict[str, Any]) -> Any:
     if "numpy_array" in entry:
         return entry["numpy_array"].numpy().copy()
     if "numpy_text" in entry:
-        return np.array(entry["numpy_text"], dtype=entry["dtype"])
+        return np.array(entry["numpy_text"], dtype=entry["dtype"]).reshape(entry["shape"])
     if "numpy_scalar" in entry:
         return np.dtype(entry["dtype"]).type(entry["numpy_scalar"])
     if "sequence" in entry:

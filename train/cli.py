@@ -18,7 +18,7 @@ from train.checkpoint import LATEST, load_checkpoint
 from train.config import RunConfig
 from train.errors import TrainingDiverged, UserError
 from train.offpolicy import train_dqn
-from train.onpolicy import train_pg
+from train.onpolicy import check_minibatches, train_pg
 from train.presets import apply_preset
 
 ALGOS = {
@@ -176,6 +176,8 @@ def train_command(argv: list[str]) -> int:
     if data_parallel and algo not in DATA_PARALLEL:
         raise UserError(f"{algo} trains in one process; --nproc and torchrun serve "
                         f"{', '.join(DATA_PARALLEL)}")
+    if algo in DATA_PARALLEL:  # before any run folder or process exists
+        check_minibatches(algo_cfg, run.num_envs, run.nproc)
     if run.nproc > 1 and not distributed.launched():  # the ranks parse the same flags again
         distributed.env_slice(run.num_envs, run.nproc)
         return distributed.launch(["train", algo, *rest], run.nproc)

@@ -52,6 +52,9 @@ class CollectArgs:
     """env i is reset with seed + i; also seeds ε-noise and random actions"""
     device: Literal["auto", "cpu", "cuda"] = "cpu"
     """where the policy runs"""
+    max_steps: int = 27_000
+    """an episode that reaches this many steps without ending stops the recording (an env
+    without a time limit, such as CliffWalking-v1, under a policy that never finishes)"""
 
 
 def collect_command(argv: list[str]) -> int:
@@ -72,8 +75,8 @@ def collect_command(argv: list[str]) -> int:
 
 def collect(args: CollectArgs) -> Dataset:
     """Play `args.episodes` whole episodes and return them (not yet written)."""
-    if args.episodes < 1 or args.num_envs < 1:
-        raise UserError("--episodes and --num-envs must be at least 1")
+    if args.episodes < 1 or args.num_envs < 1 or args.max_steps < 1:
+        raise UserError("--episodes, --num-envs and --max-steps must be at least 1")
     if not 0.0 <= args.epsilon <= 1.0:
         raise UserError(f"--epsilon must be in [0, 1], got {args.epsilon}")
     device = resolve_device(args.device)
@@ -85,7 +88,7 @@ def collect(args: CollectArgs) -> Dataset:
         explore = random_actions(envs.single_action_space, generator, device)
         if args.epsilon > 0:
             policy = _epsilon_noise(policy, explore, args.epsilon, generator)
-        episodes = record(envs, policy, args.episodes, args.seed)
+        episodes = record(envs, policy, args.episodes, args.seed, args.max_steps)
     finally:
         envs.close()
     info = {"source": source, "epsilon": args.epsilon, "seed": args.seed}
@@ -143,18 +146,13 @@ def _epsilon_noise(policy: Policy, explore: Policy, epsilon: float, generator) -
     return noisy
 
 
-# An episode this long has most likely no end (an env without a time limit, such as
-# CliffWalking-v1, under a greedy policy): Atari's limit of 108,000 frames at 4 a step.
-MAX_EPISODE_STEPS = 27_000
-
-
 @torch.no_grad()
 def record(
     envs: gym.vector.VectorEnv, policy: Policy, episodes: int, seed: int,
-    max_steps: int = MAX_EPISODE_STEPS,
+    max_steps: int = CollectArgs.max_steps,
 ) -> list[dict]:
     """Whole episodes of `policy`, as per-episode arrays in Minari's layout; a clear error if one
-    lasts `max_steps` steps.
+    reaches `max_steps` steps without ending.
 
     Env i records episodes i, i + N, i + 2N, … (< `episodes`) and nothing after them, so the
     short episodes that finish first are not over-represented. Steps come to the host every step
@@ -179,8 +177,8 @@ def record(
             ep["observations"].append(final)  # the true next observation, also at the end
             if len(ep["actions"]) >= max_steps and not (te or tr):
                 raise UserError(
-                    f"an episode passed {max_steps:,} steps without ending (does the env have "
-                    f"no time limit?); record a policy that finishes, or add --epsilon"
+                    f"an episode reached {max_steps:,} steps without ending (does the env have "
+                    f"no time limit?); record a policy that finishes, or raise --max-steps"
                 )
             if te or tr:
                 done_episodes[i].append({k: np.stack(v) for k, v in ep.items()})

@@ -90,13 +90,13 @@ def check_run_name(run_name: str | None) -> None:
         raise ValueError(f"run_name must be a plain folder name, got {run_name!r}")
 
 
-def resolve_device(name: str) -> torch.device:
-    """'auto' -> cuda if available else cpu; 'cuda' without CUDA is a user error."""
+def resolve_device(name: str, flag: str = "--device") -> torch.device:
+    """'auto' -> cuda if available else cpu; 'cuda' without CUDA is a user error (naming `flag`)."""
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if name.startswith("cuda") and not torch.cuda.is_available():
         raise UserError(
-            "--device cuda requested but CUDA is not available to torch "
-            f"(torch {torch.__version__}); use --device cpu or install a CUDA build of torch"
+            f"{flag} cuda requested but CUDA is not available to torch "
+            f"(torch {torch.__version__}); use {flag} cpu or install a CUDA build of torch"
         )
     return torch.device(name)

@@ -29,16 +29,24 @@ def build_pg(
         sizes = policy_sizes(envs.single_observation_space, envs.single_action_space)
     except TypeError as e:
         raise UserError(f"{run.env}: {e}") from None
-    batch = envs.num_envs * cfg.num_steps  # this process's rollout
-    if cfg.num_minibatches > batch:
-        raise UserError(
-            f"--num-minibatches {cfg.num_minibatches} exceeds the rollout's {batch} transitions "
-            f"({envs.num_envs} envs x --num-steps {cfg.num_steps}); use at most {batch}"
-        )
+    check_minibatches(cfg, run.num_envs, dist.world_size)
     return PGAgent(
         cfg, **sizes, device=device, seed=rank_seed(run.seed, dist.rank),
         data_parallel=dist.data_parallel(),
     )
+
+
+def check_minibatches(cfg: PGConfig, num_envs: int, processes: int = 1) -> None:
+    """A clear error unless each process's rollout holds at least one step per minibatch."""
+    per_process = num_envs // processes
+    batch = per_process * cfg.num_steps
+    if cfg.num_minibatches > batch:
+        envs = (f"--num-envs {num_envs} over {processes} processes: {per_process} each"
+                if processes > 1 else f"{num_envs} envs")
+        raise UserError(
+            f"--num-minibatches {cfg.num_minibatches} exceeds the {batch} steps of a rollout "
+            f"({envs} x --num-steps {cfg.num_steps}); use at most {batch}"
+        )
 
 
 def restore_pg(

@@ -6,13 +6,13 @@ import math
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated, Literal, NamedTuple
 
 import torch
 import tyro
 
 from train.checkpoint import BEST, LATEST, load_checkpoint
-from train.collect import MAX_EPISODE_STEPS
+from train.collect import CollectArgs
 from train.common import make_envs
 from train.config import RunConfig, resolve_device
 from train.errors import UserError
@@ -60,7 +60,7 @@ class ReplayArgs:
     """where the policy runs"""
     threads: int = 1
     """torch CPU threads (one frame at a time runs fastest on 1; 0 keeps torch's default)"""
-    max_steps: int = MAX_EPISODE_STEPS
+    max_steps: int = CollectArgs.max_steps
     """steps an episode may last before it is cut (and said to be): a greedy policy can loop
     forever in an env without a time limit, such as CliffWalking-v1 (27,000: ALE/*-v5's limit
     of 108,000 frames at 4 frames a step; training's evaluations allow 100,000)"""
@@ -73,10 +73,9 @@ def env_of(ckpt: dict) -> str:
 
 def replay_command(argv: list[str]) -> int:
     args = tyro.cli(ReplayArgs, args=argv, prog="rlplay replay")
-    cut: list[int] = []
-    returns = replay(args, cut=cut)
-    for i, r in enumerate(returns):
-        note = f" (cut at {args.max_steps:,} steps)" if i in cut else ""
+    returns, cut = replay(args)
+    for i, (r, was_cut) in enumerate(zip(returns, cut)):
+        note = f" (cut at {args.max_steps:,} steps)" if was_cut else ""
         print(f"episode {i + 1}: return {r:.1f}{note}")
     mean = sum(returns) / len(returns)
     std = math.sqrt(sum((r - mean) ** 2 for r in returns) / len(returns))
@@ -86,9 +85,13 @@ def replay_command(argv: list[str]) -> int:
     return 0
 
 
-def replay(args: ReplayArgs, cut: list[int] | None = None) -> list[float]:
-    """Play the checkpoint's greedy policy for `args.episodes` episodes; return their returns.
-    The indices of episodes cut at `args.max_steps` are appended to `cut`."""
+class Played(NamedTuple):
+    returns: list[float]  # each episode's return
+    cut: list[bool]  # whether it was cut at --max-steps
+
+
+def replay(args: ReplayArgs) -> Played:
+    """Play the checkpoint's greedy policy for `args.episodes` episodes."""
     if args.episodes is not None and args.episodes < 1:
         raise UserError(f"--episodes must be at least 1, got {args.episodes}")
     if args.max_steps < 1:
@@ -115,7 +118,7 @@ def replay(args: ReplayArgs, cut: list[int] | None = None) -> list[float]:
         raise UserError(f"cannot render {run.env} ({args.render}): {e}; try --video out.gif") from None
     policy = POLICY_LOADERS[ckpt["algo"]](ckpt, device, envs.single_action_space)
     frames: list = []
-    returns: list[float] = []
+    played = Played([], [])
     with torch.no_grad():
         for k in range(episodes):
             obs, _ = envs.reset(seed=args.seed + k)
@@ -128,14 +131,13 @@ def replay(args: ReplayArgs, cut: list[int] | None = None) -> list[float]:
                 done = bool(terminated[0] or truncated[0])
                 if done:
                     break
-            if not done and cut is not None:
-                cut.append(k)
-            returns.append(total)
+            played.returns.append(total)
+            played.cut.append(not done)
     fps = args.fps or envs.metadata.get("render_fps") or 30
     envs.close()
     if args.video:
         write_video(args.video, frames, fps)
-    return returns
+    return played
 
 
 def write_video(path: str, frames: list, fps: int) -> None:

@@ -240,7 +240,7 @@ class Session:
 
     def _pause_clock(self) -> None:
         if self.device.type == "cuda":  # the clock stops when the queued training work is done
-            torch.cuda.synchronize(self.device)
+            torch.cuda.synchronize(self.device)  # sync
         self.counters["train_seconds"] = time.perf_counter() - self._start
 
     def _resume_clock(self) -> None:

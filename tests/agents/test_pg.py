@@ -412,6 +412,27 @@ def test_one_minibatch_update_is_the_shuffled_one_without_the_shuffle(continuous
     assert not torch.equal(fast.net.policy_head.weight, make_agent().net.policy_head.weight)
 
 
+def test_minibatches_that_do_not_divide_the_rollout_are_as_many_as_asked_and_drop_nothing(
+    monkeypatch,
+):
+    agent = make_agent(num_minibatches=5, update_epochs=2)  # 64 = 13 + 13 + 13 + 13 + 12
+    seen, step = [], agent._minibatch_step
+
+    def spy(mb, **kwargs):
+        seen.append(mb.obs)
+        return step(mb, **kwargs)
+
+    monkeypatch.setattr(agent, "_minibatch_step", spy)
+    rollout = make_rollout(agent, 0)
+    agent.update(rollout)
+    assert [len(obs) for obs in seen] == [13, 13, 13, 13, 12] * 2
+    by_first = lambda obs: obs[torch.argsort(obs[:, 0])]  # noqa: E731
+    for epoch in (seen[:5], seen[5:]):  # each epoch sees every transition once
+        assert torch.equal(by_first(torch.cat(epoch)), by_first(rollout.obs))
+    with pytest.raises(ValueError, match="65 minibatches of a 64-step rollout"):
+        make_agent(num_minibatches=65).update(rollout)
+
+
 def test_values_of_a_big_batch_are_computed_a_chunk_at_a_time(monkeypatch):
     import agents.pg
 

@@ -4,6 +4,8 @@ benchmarks, not tests)."""
 
 import subprocess
 
+import pytest
+import torch
 from train_testlib import RLPLAY
 
 from train.bench import RunSummary, summarize, table, verdicts
@@ -93,3 +95,15 @@ def test_the_ppo_benchmark_on_the_torch_env_runs_as_a_user_runs_it():
     assert "PPO (ours on rlplay/CartPole-v1, SB3 on CartPole-v1): 2048 env steps" in out.stdout
     assert "in <= 1/5 of SB3's wall-clock on every seed: n/a (SB3 not run)" in out.stdout
     assert out.stdout.count("\n     1  ") == 1  # seed 1's row
+    assert "devices: ours cpu\n" in out.stdout  # SB3's is not named when it does not run
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the error without CUDA")
+def test_sb3_on_a_missing_gpu_is_refused_before_any_run():
+    out = subprocess.run(
+        [RLPLAY, "bench", "dqn-cartpole", "--sb3-device", "cuda", "--seeds", "1"],
+        capture_output=True, text=True, timeout=120,
+    )
+    assert out.returncode == 2
+    assert out.stderr.strip().startswith("rlplay: error: --sb3-device cuda requested but CUDA")
+    assert "seed 1" not in out.stderr + out.stdout

@@ -47,8 +47,13 @@ BAD = {  # name: (arguments after `rlplay`, the one-line error it must give)
                        r"checkpoint or run folder nope does not exist"),
     "minibatches": (["train", "ppo", "--env", "CartPole-v1", "--num-envs", "2", "--num-steps", "8",
                      "--num-minibatches", "32", "--no-progress", "--device", "cpu"],
-                    r"--num-minibatches 32 exceeds the rollout's 16 transitions \(2 envs x "
+                    r"--num-minibatches 32 exceeds the 16 steps of a rollout \(2 envs x "
                     r"--num-steps 8\); use at most 16"),
+    "minibatches_nproc": (["train", "ppo", "--env", "CartPole-v1", "--num-envs", "4",
+                           "--nproc", "2", "--num-steps", "4", "--num-minibatches", "16",
+                           "--device", "cpu"],
+                          r"--num-minibatches 16 exceeds the 8 steps of a rollout \(--num-envs 4 "
+                          r"over 2 processes: 2 each x --num-steps 4\); use at most 8"),
 }
 
 
@@ -211,7 +216,7 @@ def test_replay_prints_returns_and_their_mean(replays, cli_run):
     std = math.sqrt(sum((r - mean) ** 2 for r in returns) / 3)
     assert f"mean return over 3 episodes: {mean:.1f} ± {std:.1f}" in proc.stdout
     # Seeded: the same three episodes again, here in-process.
-    assert replay(ReplayArgs(str(cli_run[2]), episodes=3)) == returns
+    assert replay(ReplayArgs(str(cli_run[2]), episodes=3)) == (returns, [False] * 3)
 
 
 def test_replay_cuts_an_episode_at_max_steps_and_says_so(cli_run, capsys):

@@ -2,6 +2,7 @@
 checkpoint trained on the GPU replayed on the CPU. Marked `gpu`; skipped without CUDA."""
 
 import warnings
+from collections import Counter
 
 import pytest
 import torch
@@ -51,7 +52,8 @@ def host_syncs(algo, env, iterations, tmp_path, monkeypatch) -> list[str]:
         finally:
             torch.cuda.set_sync_debug_mode("default")
     assert result.global_step == steps
-    return [f"{w.filename}:{w.lineno}: {w.message}" for w in caught if "synchroniz" in str(w.message)]
+    return [f"{w.filename}:{w.lineno}" for w in caught
+            if "called a synchronizing CUDA operation" in str(w.message)]
 
 
 @pytest.mark.parametrize("algo, env", [
@@ -64,11 +66,14 @@ def test_the_loop_syncs_with_the_host_as_often_for_two_rollouts_as_for_six(
 ):
     # Acting, env steps, buffer writes, GAE (DQN: sampling, targets) and the updates stay on the
     # GPU: only setting up, logging and checkpointing sync, once each, however many rollouts come
-    # between. A first run takes any once-per-process syncs (CUDA's lazy set-up) out of the count.
-    host_syncs(algo, env, 1, tmp_path, monkeypatch)
+    # between. A first run, with updates (DQN's start in its second round), takes any
+    # once-per-process syncs (CUDA's lazy set-up) out of the count. torch.cuda.synchronize (the
+    # clock's, before evaluations) is not counted: the debug mode flags only implicit syncs.
+    host_syncs(algo, env, 2, tmp_path / "warm-up", monkeypatch)
     short = host_syncs(algo, env, 2, tmp_path, monkeypatch)
     long = host_syncs(algo, env, 6, tmp_path, monkeypatch)
-    assert len(long) == len(short), "\n".join(long)
+    assert short, "no sync seen at all: the debug mode's warnings did not reach the test"
+    assert len(long) == len(short), Counter(long) - Counter(short)
 
 
 def test_ppo_solves_the_torch_cartpole_on_the_gpu_within_its_preset(tmp_path):

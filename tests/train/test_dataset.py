@@ -9,8 +9,11 @@ import shutil
 import gymnasium as gym
 import numpy as np
 import pytest
+import torch
 
-from train.collect import CollectArgs, collect
+from train.collect import CollectArgs, collect, record
+from train.common import make_envs
+from train.config import RunConfig
 from train.dataset import ARRAYS, METADATA, check_matches, load_dataset, save_dataset
 from train.errors import UserError
 
@@ -202,15 +205,9 @@ def test_collect_refuses_an_existing_out_before_recording(recorded, monkeypatch)
 def test_an_episode_that_never_ends_is_a_clear_error_not_a_hang():
     # CartPole's episodes last 8 steps or more: a limit of 3 stands for an env without a time
     # limit (CliffWalking-v1) under a greedy policy that never reaches the goal.
-    import torch
-
-    from train.collect import record
-    from train.common import make_envs
-    from train.config import RunConfig
-
     envs = make_envs(RunConfig(env="CartPole-v1"), torch.device("cpu"), 2)
     always_left = lambda obs: torch.zeros(obs.shape[0], dtype=torch.int64)  # noqa: E731
-    with pytest.raises(UserError, match=r"an episode passed 3 steps without ending"):
+    with pytest.raises(UserError, match=r"an episode reached 3 steps without ending"):
         record(envs, always_left, episodes=2, seed=0, max_steps=3)
     assert len(record(envs, always_left, episodes=2, seed=0, max_steps=50)) == 2  # they end
     envs.close()
