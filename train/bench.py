@@ -258,8 +258,9 @@ def run_benchmark(bench: Benchmark, opts: CartPoleBench) -> int:
         raise UserError("--seeds needs at least one seed, each once")
     if opts.total_steps <= 0 or opts.eval_every < 0:
         raise UserError("--total-steps must be positive and --eval-every not negative")
-    resolve_device(opts.device)  # fail before any run if CUDA is missing
-    resolve_device(opts.sb3_device, "--sb3-device")
+    # Fail before any run if CUDA is missing.
+    device = resolve_device(opts.device)
+    sb3_device = resolve_device(opts.sb3_device, "--sb3-device")
     with_sb3 = opts.sb3 and sb3 is not None
     if opts.sb3 and sb3 is None:
         print(f"note: stable-baselines3 is not installed, running ours only "
@@ -267,13 +268,12 @@ def run_benchmark(bench: Benchmark, opts: CartPoleBench) -> int:
     # One thread for both: small nets run fastest on one, and it keeps the comparison fair.
     torch.set_num_threads(1)
     print(versions_line(with_sb3))
-    sb3_device = f", SB3 {resolve_device(opts.sb3_device)}" if with_sb3 else ""
-    print(f"devices: ours {resolve_device(opts.device)}{sb3_device}")
+    print(f"devices: ours {device}" + (f", SB3 {sb3_device}" if with_sb3 else ""))
 
     ours: dict[int, RunSummary] = {}
     theirs: dict[int, RunSummary] = {}
     try:
-        if resolve_device(opts.device).type == "cuda":  # CUDA's lazy set-up outside the timings
+        if device.type == "cuda":  # CUDA's lazy set-up outside the timings
             # 4,096 steps: past DQN's first updates (learning starts at 1,000) and PPO's first.
             run_ours(bench, opts, seed=0, total_steps=4_096, eval_every=0)
         for seed in opts.seeds:

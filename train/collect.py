@@ -11,7 +11,7 @@ import torch
 import tyro
 
 from train.checkpoint import BEST, LATEST, load_checkpoint
-from train.common import make_envs
+from train.common import EPISODE_STEP_LIMIT, make_envs
 from train.config import RunConfig, resolve_device
 from train.dataset import Dataset, check_new_path, from_episodes, save_dataset
 from train.errors import UserError
@@ -52,7 +52,7 @@ class CollectArgs:
     """env i is reset with seed + i; also seeds ε-noise and random actions"""
     device: Literal["auto", "cpu", "cuda"] = "cpu"
     """where the policy runs"""
-    max_steps: int = 27_000
+    max_steps: int = EPISODE_STEP_LIMIT
     """an episode that reaches this many steps without ending stops the recording (an env
     without a time limit, such as CliffWalking-v1, under a policy that never finishes)"""
 
@@ -149,7 +149,7 @@ def _epsilon_noise(policy: Policy, explore: Policy, epsilon: float, generator) -
 @torch.no_grad()
 def record(
     envs: gym.vector.VectorEnv, policy: Policy, episodes: int, seed: int,
-    max_steps: int = CollectArgs.max_steps,
+    max_steps: int = EPISODE_STEP_LIMIT,
 ) -> list[dict]:
     """Whole episodes of `policy`, as per-episode arrays in Minari's layout; a clear error if one
     reaches `max_steps` steps without ending.

@@ -18,6 +18,11 @@ import envs
 from train.config import RunConfig
 from train.errors import UserError
 
+# Steps an episode may last in `replay` and `collect` before it is cut or refused: a greedy
+# policy can loop forever in an env without a time limit (CliffWalking-v1). ALE/*-v5's limit of
+# 108,000 frames at 4 a step; training's evaluations allow 100,000.
+EPISODE_STEP_LIMIT = 27_000
+
 
 def make_run_dir(run: RunConfig, algo: str, *, resumable: bool = True) -> Path:
     """runs/{env}__{algo}__{seed}__{time} (or runs/{run_name}); must not exist yet."""

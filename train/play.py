@@ -12,8 +12,7 @@ import torch
 import tyro
 
 from train.checkpoint import BEST, LATEST, load_checkpoint
-from train.collect import CollectArgs
-from train.common import make_envs
+from train.common import EPISODE_STEP_LIMIT, make_envs
 from train.config import RunConfig, resolve_device
 from train.errors import UserError
 from train.offpolicy import dqn_from_checkpoint
@@ -60,10 +59,9 @@ class ReplayArgs:
     """where the policy runs"""
     threads: int = 1
     """torch CPU threads (one frame at a time runs fastest on 1; 0 keeps torch's default)"""
-    max_steps: int = CollectArgs.max_steps
+    max_steps: int = EPISODE_STEP_LIMIT
     """steps an episode may last before it is cut (and said to be): a greedy policy can loop
-    forever in an env without a time limit, such as CliffWalking-v1 (27,000: ALE/*-v5's limit
-    of 108,000 frames at 4 frames a step; training's evaluations allow 100,000)"""
+    forever in an env without a time limit, such as CliffWalking-v1"""
 
 
 def env_of(ckpt: dict) -> str:
