@@ -52,7 +52,7 @@ class PGConfig:
     max_grad_norm: float = 0.5
     """clip the gradient's global L2 norm to this"""
     target_kl: float | None = None
-    """stop the update's epochs once approx-KL exceeds this; None disables"""
+    """stop the update after an epoch whose mean approx-KL exceeds this; None disables"""
     hidden: tuple[int, ...] = (64, 64)
     """hidden layer sizes of the actor and the critic"""
     shared_trunk: bool = False
@@ -287,6 +287,7 @@ class PGAgent:
             rollout = rollout._replace(advantage=self._normalized(rollout.advantage))
         steps: list[torch.Tensor] = []  # each minibatch step's METRICS, stacked
         for _ in range(cfg.update_epochs):
+            epoch_start = len(steps)
             if whole:
                 minibatches = [rollout]
             else:
@@ -297,8 +298,8 @@ class PGAgent:
                     for idx in order.tensor_split(cfg.num_minibatches)
                 )
             steps += [self._minibatch_step(mb, normalized=whole) for mb in minibatches]
-            if cfg.target_kl is not None:
-                mean_kl = torch.stack(steps)[:, METRICS.index("approx_kl")].mean()
+            if cfg.target_kl is not None:  # this epoch's KL (the first epoch's starts at 0)
+                mean_kl = torch.stack(steps[epoch_start:])[:, METRICS.index("approx_kl")].mean()
                 if self._mean(mean_kl) > cfg.target_kl:
                     break  # sync: early stop needs the host to know the KL (once per epoch)
         self.num_updates += 1
@@ -408,6 +409,10 @@ class RewardScaler:
         self.returns_N = self.returns_N * (~done_N)
         scaled = reward_N.double() / torch.sqrt(self.stats.var + self.eps)
         return scaled.clamp(-self.clip, self.clip).float()
+
+    def restart_returns(self) -> None:
+        """Every env starts a new episode (its envs were reset): the statistics carry on."""
+        self.returns_N.zero_()
 
     def state_dict(self) -> dict:
         return {"returns": self.returns_N.cpu(), "stats": self.stats.state_dict()}

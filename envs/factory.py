@@ -88,7 +88,9 @@ def make(
     Contract (shared with our torch-native envs): same-step autoreset; `info["final_obs"]` is the
     true next observation of every env (the last one of an episode where it just ended);
     `info["episode"]` holds returns `r` and lengths `l` where `info["_episode"]` is set.
-    Seeding is by `reset(seed=s)`, which seeds env i with s + i.
+    Seeding is by `reset(seed=s)`: Gymnasium's envs seed env i with s + i; our torch-native envs
+    seed one generator for the whole batch with s (so their N envs are not two N/2 batches
+    seeded s and s + N/2).
     Atari ids get the DQN preprocessing (envs/pixels.py), with episodic life and clipped rewards
     where `training` (logged returns stay the game's own); MinAtar's grids come channels-first.
     `metadata["frame_stack"]` names the stack size of frame-stacked observations.

@@ -44,12 +44,24 @@ def atomic_write(path: Path, *, folder: bool = False) -> Iterator[Path]:
         if folder and path.is_dir():
             path.rmdir()  # must be empty: os.replace cannot replace a folder
         os.replace(tmp, path)
+        _fsync_folder(path.parent)  # the rename itself survives a power cut
     except BaseException:
         if folder:
             shutil.rmtree(tmp, ignore_errors=True)
         else:
             tmp.unlink(missing_ok=True)
         raise
+
+
+def _fsync_folder(folder: Path) -> None:
+    """Flush a folder's entries to disk (POSIX; Windows cannot open a folder, and needs not)."""
+    if os.name != "posix":
+        return
+    fd = os.open(folder, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 def save_checkpoint(path: str | Path, payload: dict) -> None:

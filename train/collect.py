@@ -12,7 +12,7 @@ import tyro
 
 from train.checkpoint import BEST, LATEST, load_checkpoint
 from train.common import EPISODE_STEP_LIMIT, make_envs
-from train.config import RunConfig, resolve_device
+from train.config import RunConfig, check_seed, resolve_device
 from train.dataset import Dataset, check_new_path, from_episodes, save_dataset
 from train.errors import UserError
 from train.presets import task_of
@@ -55,6 +55,9 @@ class CollectArgs:
     max_steps: int = EPISODE_STEP_LIMIT
     """an episode that reaches this many steps without ending stops the recording (an env
     without a time limit, such as CliffWalking-v1, under a policy that never finishes)"""
+
+    def __post_init__(self) -> None:
+        check_seed(self.seed)
 
 
 def collect_command(argv: list[str]) -> int:

@@ -17,7 +17,7 @@ class RunConfig:
     num_envs: int = 1
     """parallel training environments (N)"""
     seed: int = 1
-    """seed for the nets, the envs (env i gets seed + i), exploration and sampling"""
+    """seed for the nets, the envs (Gymnasium env i gets seed + i), exploration and sampling"""
     device: Literal["auto", "cpu", "cuda"] = "auto"
     """where the nets, buffer and env tensors live; auto picks cuda when available"""
     total_steps: int = 100_000
@@ -75,6 +75,7 @@ class RunConfig:
         for name in ("eval_every", "checkpoint_every", "threads"):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
+        check_seed(self.seed)
         check_run_name(self.run_name)
         if self.init_parts != "all" and self.init_from is None:
             raise ValueError("init_parts needs init_from: it chooses what to load from it")
@@ -82,6 +83,17 @@ class RunConfig:
             raise ValueError("freeze needs init_from: only pretrained weights are worth freezing")
         if self.unfreeze_after is not None and (self.freeze is None or self.unfreeze_after < 0):
             raise ValueError("unfreeze_after needs freeze and must be >= 0")
+
+
+MAX_SEED = 2**30 - 1
+
+
+def check_seed(seed: int) -> None:
+    """Training env i resets with seed + i (+ the env steps so far, on a resume without env
+    state): below 2**31 for any run shorter than 2**30 steps, where evaluations' seeds start
+    (train/evaluate.py), and below 2**32, all NumPy's legacy seeding (MinAtar's games) takes."""
+    if not 0 <= seed <= MAX_SEED:
+        raise ValueError(f"seed must be in [0, {MAX_SEED}], got {seed}")
 
 
 def check_run_name(run_name: str | None) -> None:

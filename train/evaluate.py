@@ -10,8 +10,15 @@ from gymnasium.vector import VectorEnv
 
 
 def eval_seed(seed: int, num_evals: int) -> int:
-    """Reset seed of a run's k-th evaluation: fresh start states each time, never a training seed."""
-    return 1_000_000 + seed * 1_000 + num_evals
+    """Reset seed of run `seed`'s k-th evaluation (`num_evals`), whose env i resets with it + i.
+
+    A hash of (seed, k) in [2**31, 2**32 - 2**16): evaluations and runs start from unrelated
+    states (consecutive seeds would give consecutive evaluations all but one start state in
+    common), never from a training env's (below 2**31: config.check_seed), and NumPy's legacy
+    seeding (MinAtar's games) still takes seed + i.
+    """
+    digest = int(np.random.SeedSequence([seed, num_evals]).generate_state(1)[0])
+    return 2**31 + digest % (2**31 - 2**16)
 
 
 @torch.no_grad()

@@ -117,6 +117,8 @@ def train_pg(
     if resume is not None:
         restore_pg(agent, reward_scaler, session, resume)
     obs = session.begin()
+    if reward_scaler is not None and session.episodes_cut:
+        reward_scaler.restart_returns()  # the envs restarted: no episode continues
     nonfinite = torch.zeros((), dtype=torch.bool, device=device)
     session.healthy = lambda: not nonfinite.item()  # sync
     scaler_state = lambda: reward_scaler.state_dict() if reward_scaler is not None else None

@@ -13,7 +13,7 @@ import tyro
 
 from train.checkpoint import BEST, LATEST, load_checkpoint
 from train.common import EPISODE_STEP_LIMIT, make_envs
-from train.config import RunConfig, resolve_device
+from train.config import RunConfig, check_seed, resolve_device
 from train.errors import UserError
 from train.offpolicy import dqn_from_checkpoint
 from train.onpolicy import env_policy, pg_from_checkpoint
@@ -62,6 +62,9 @@ class ReplayArgs:
     max_steps: int = EPISODE_STEP_LIMIT
     """steps an episode may last before it is cut (and said to be): a greedy policy can loop
     forever in an env without a time limit, such as CliffWalking-v1"""
+
+    def __post_init__(self) -> None:
+        check_seed(self.seed)
 
 
 def env_of(ckpt: dict) -> str:

@@ -35,7 +35,7 @@ from nets import ActorCritic, DynamicsHead, QNetwork, encode_obs, policy_sizes, 
 from train.checkpoint import BEST, save_checkpoint
 from train.common import make_envs, make_run_dir, seed_everything
 from train.collect import random_actions
-from train.config import RunConfig, check_run_name, resolve_device
+from train.config import RunConfig, check_run_name, check_seed, resolve_device
 from train.dataset import Dataset, check_matches, load_dataset, space_to_json
 from train.errors import TrainingDiverged, UserError
 from train.evaluate import eval_seed, evaluate
@@ -101,6 +101,7 @@ class PretrainConfig:
             raise ValueError(f"learning_rate must be positive, got {self.learning_rate}")
         if self.hidden is not None and (not self.hidden or min(self.hidden) <= 0):
             raise ValueError(f"hidden must be one or more positive sizes, got {self.hidden}")
+        check_seed(self.seed)
         check_run_name(self.run_name)
 
     @property

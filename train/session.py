@@ -90,7 +90,8 @@ class Session:
         self._stop = stop
         self._start = time.perf_counter()
         self.obs: torch.Tensor | None = None  # the loop's current observation, for checkpoints
-        self.episodes_cut = False  # begin() reset the envs mid-episode (resume without env state)
+        self.episodes_cut = False  # begin() reset the envs mid-episode (resume without env state
+        # or on another number of processes)
         self.algo_state: Callable[[], dict] = dict  # the agent's (and buffer's) checkpoint part
         self.rank_state: Callable[[], dict] = dict  # the part of it that differs between ranks
         self.healthy: Callable[[], bool] = lambda: True  # False once a loss went NaN/inf
@@ -105,7 +106,8 @@ class Session:
         if self.resume is None and dist.is_main:
             self.run_dir = make_run_dir(run, self.algo)
         self.run_dir = Path(dist.broadcast(str(self.run_dir)))
-        # Env i of the whole job gets seed + i, as in one process: rank r's slice starts at r·n.
+        # Env i of the whole job gets seed + i, as in one process: rank r's slice starts at r·n
+        # (Gymnasium's envs; a torch-native env seeds its whole slice's generator with that).
         first_env = dist.rank * self.num_envs
         obs, _ = self.envs.reset(seed=run.seed + first_env)
         if self.resume is not None:
@@ -121,6 +123,7 @@ class Session:
                         "counters continue exactly; the envs restart (episodes in progress are "
                         "dropped) and the sampling RNGs are reseeded")
                 obs, _ = self.envs.reset(seed=run.seed + self.global_step + first_env)
+                self.episodes_cut = True
             elif mine["env_state"] is not None and envs_lib.get_env_state(self.envs) is not None:
                 envs_lib.set_env_state(self.envs, mine["env_state"])
                 obs = mine["obs"].to(self.device)

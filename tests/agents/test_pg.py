@@ -10,6 +10,7 @@ import pytest
 import torch
 
 from agents.pg import (
+    METRICS,
     PGAgent,
     PGConfig,
     Rollout,
@@ -390,6 +391,17 @@ def test_target_kl_stops_after_the_first_epoch(monkeypatch, target_kl, epochs):
     assert optimizer_steps(agent) == 4 * epochs
     if target_kl is not None and epochs == 1:
         assert float(metrics["approx_kl"]) > target_kl
+
+
+def test_target_kl_reads_each_epochs_own_kl_not_the_mean_since_the_first(monkeypatch):
+    # Epoch 1's KL is ~0 (ρ = 1 at its start): averaged in, it hid epoch 2's 0.03 (mean 0.015)
+    # from a 0.02 limit, and the update ran on.
+    agent = make_agent(target_kl=0.02)
+    kl_by_epoch = iter([0.0] * 4 + [0.03] * 4 + [0.03] * 4)
+    metrics = lambda: torch.tensor([next(kl_by_epoch) if m == "approx_kl" else 0.0 for m in METRICS])
+    monkeypatch.setattr(agent, "_minibatch_step", lambda mb, **kw: metrics())
+    agent.update(make_rollout(agent, 0))
+    assert len(list(kl_by_epoch)) == 4  # epoch 3 never ran
 
 
 @pytest.mark.parametrize("continuous", [False, True])

@@ -301,6 +301,7 @@ def _main_exit_code(argv: list[str]) -> int:
     ("--num-envs", "0"), ("--eval-episodes", "0"), ("--buffer-size", "0"), ("--buffer-size", "1"),
     ("--batch-size", "0"), ("--target-update-interval", "0"), ("--train-frequency", "0"),
     ("--learning-starts", "2000"), ("--total-steps", "0"), ("--gamma", "1.5"),
+    ("--seed", "-1"),  # was a NumPy traceback at the first reset
 ])
 def test_nonsense_numbers_are_rejected_up_front(tmp_path, capsys, monkeypatch, flag, value):
     # Unchecked, these crashed with tracebacks, and --train-frequency 0 looped forever in

@@ -57,6 +57,24 @@ def test_ppo_stop_and_resume_is_bitwise_exact(env, device, tmp_path, capsys):
     assert torch.equal(a["agent"]["generator"], b["agent"]["generator"])
 
 
+def test_resume_that_restarts_the_envs_restarts_the_running_returns(tmp_path, capsys):
+    # Async envs' state cannot be saved: a resume resets them, and the reward scaler's running
+    # discounted returns must restart with their episodes (they carried the dropped ones' on).
+    run, cfg = preset_run("ppo", "CartPole-v1", tmp_path, total_steps=2_048, eval_every=0,
+                          num_envs=2, vectorization="async")
+    cfg.norm_reward = True
+    first = train_pg(run, cfg, algo="ppo", stop=StopAfter(2))
+    ckpt, file = load_checkpoint(first.run_dir)
+    assert ckpt["reward_scaler"]["returns"].abs().sum() > 0  # stopped mid-episode
+    ckpt["run_dir"] = str(file.parent)
+    second = train_pg(run, cfg, algo="ppo", resume=ckpt, stop=StopAfter(0))  # saves at once
+    assert "env state not restorable" in capsys.readouterr().out
+    saved, _ = load_checkpoint(second.run_dir)
+    assert saved["counters"]["global_step"] == ckpt["counters"]["global_step"]
+    assert torch.equal(saved["reward_scaler"]["returns"], torch.zeros(2, dtype=torch.float64))
+    assert torch.equal(saved["reward_scaler"]["stats"]["count"], ckpt["reward_scaler"]["stats"]["count"])
+
+
 def test_ppo_reaches_minus_200_on_pendulum_within_its_preset(tmp_path):
     run, cfg = preset_run("ppo", "Pendulum-v1", tmp_path, target_return=-200.0)
     result = train_pg(run, cfg, algo="ppo")

@@ -1,0 +1,47 @@
+"""Evaluation start states: fresh each time, and never a training env's."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+import envs
+from train.collect import CollectArgs
+from train.config import MAX_SEED, RunConfig
+from train.play import ReplayArgs
+from train.pretrain import PretrainConfig
+from train.evaluate import eval_seed
+
+
+@pytest.mark.parametrize("env_id", ["CartPole-v1", "rlplay/CartPole-v1"])
+def test_evaluations_share_no_start_state(env_id):
+    # Seeds 1_000_000 + 1000·seed + k gave evaluation k + 1 nine of evaluation k's ten start
+    # states (env i resets with seed + i), so consecutive evaluations were mostly the same test.
+    eval_envs = envs.make(env_id, 10)
+    starts = [eval_envs.reset(seed=eval_seed(run_seed, k))[0] for run_seed in (1, 2) for k in range(5)]
+    rows = torch.cat(starts)
+    assert torch.unique(rows, dim=0).shape[0] == rows.shape[0]
+    # ...and an evaluation is reproducible: the best checkpoint can be re-scored on its states.
+    assert torch.equal(eval_envs.reset(seed=eval_seed(2, 3))[0], starts[8])
+
+
+def test_eval_seeds_stay_clear_of_training_seeds():
+    # Training env i resets with seed + i (+ the steps so far on a resume without env state);
+    # eval env i with eval_seed + i, which NumPy's legacy seeding (MinAtar) must still take.
+    seeds = [eval_seed(s, k) for s in (0, 1, 7, MAX_SEED) for k in range(200)]
+    assert min(seeds) >= 2**31 > MAX_SEED + 2**30
+    assert max(seeds) + 2**16 <= 2**32
+    assert len(set(seeds)) == len(seeds)
+
+
+@pytest.mark.parametrize("seed", [-1, MAX_SEED + 1])
+@pytest.mark.parametrize("make", [
+    lambda seed: RunConfig(seed=seed),
+    lambda seed: PretrainConfig(data="d", seed=seed),
+    lambda seed: CollectArgs(source="random", out="d", seed=seed),
+    lambda seed: ReplayArgs(path="r", seed=seed),
+], ids=["train", "pretrain", "collect", "replay"])
+def test_seed_out_of_range_is_refused(make, seed):
+    # A negative seed was a NumPy traceback at the first reset.
+    with pytest.raises(ValueError, match=r"seed must be in \[0, "):
+        make(seed)
