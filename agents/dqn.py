@@ -57,13 +57,15 @@ class DQNConfig:
 
     def __post_init__(self) -> None:
         positive = ("buffer_size", "batch_size", "train_frequency", "gradient_steps",
-                    "target_update_interval", "learning_rate")
+                    "target_update_interval", "learning_rate", "max_grad_norm")
         for name in positive:
             if not getattr(self, name) > 0:
                 raise ValueError(f"{name} must be positive, got {getattr(self, name)}")
         for name in ("learning_starts", "exploration_steps", "lr_decay_steps"):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
+        if self.final_learning_rate is not None and not self.final_learning_rate >= 0:
+            raise ValueError(f"final_learning_rate must be >= 0, got {self.final_learning_rate}")
         if not 0.0 < self.tau <= 1.0:
             raise ValueError(f"tau must be in (0, 1], got {self.tau}")
         if not 0.0 <= self.gamma <= 1.0:

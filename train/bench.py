@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import importlib
 import math
 import signal
 import statistics
@@ -440,39 +441,36 @@ BENCHMARKS: dict[str, Benchmark] = {
 }
 
 
+# The other benchmarks, each a module of its own: name -> (summary, module, command function).
+OTHER_BENCHMARKS: dict[str, tuple[str, str, str]] = {
+    "cartpole-envs": ("env steps/s of rlplay/CartPole-v1 against Gymnasium's vector CartPole",
+                      "train.bench_envs", "env_speed_command"),
+    "transfer": ("RL from scratch against RL from a pretrained network (--init-from)",
+                 "train.bench_transfer", "transfer_command"),
+    "dqn-atari": ("env steps/s of our Atari DQN loop against CleanRL's dqn_atari.py design",
+                  "train.bench_atari", "atari_loop_command"),
+    "ppo-scaling": (f"data-parallel PPO on {ENV_ID} over 1, 2, … processes: env steps/s and "
+                    "time to 475", "train.bench_scaling", "scaling_command"),
+}
+
+
 def bench_command(argv: list[str]) -> int:
     """`rlplay bench NAME [OPTIONS]`: parse the benchmark's options with tyro and run it."""
     if not argv or argv[0] in ("-h", "--help"):
         lines = ["usage: rlplay bench NAME [OPTIONS]", "", "benchmarks:"]
         lines += [f"  {name:<14} {bench.summary}" for name, bench in BENCHMARKS.items()]
-        lines += [f"  {'cartpole-envs':<14} env steps/s of rlplay/CartPole-v1 against Gymnasium's vector CartPole"]
-        lines += [f"  {'transfer':<14} RL from scratch against RL from a pretrained network (--init-from)"]
-        lines += [f"  {'dqn-atari':<14} env steps/s of our Atari DQN loop against CleanRL's "
-                  "dqn_atari.py design"]
-        lines += [f"  {'ppo-scaling':<14} data-parallel PPO on {ENV_ID} over 1, 2, … processes: "
-                  "env steps/s and time to 475"]
+        lines += [f"  {name:<14} {summary}" for name, (summary, *_) in OTHER_BENCHMARKS.items()]
         lines += ["", "`rlplay bench NAME --help` lists its options."]
         print("\n".join(lines))
         return 0 if argv else 2
     name, rest = argv[0], argv[1:]
-    if name == "transfer":
-        from train.bench_transfer import transfer_command
-
-        return transfer_command(rest)
-    if name == "cartpole-envs":
-        from train.bench_envs import env_speed_command
-
-        return env_speed_command(rest)
-    if name == "dqn-atari":
-        from train.bench_atari import atari_loop_command
-
-        return atari_loop_command(rest)
-    if name == "ppo-scaling":
-        from train.bench_scaling import scaling_command
-
-        return scaling_command(rest)
+    if name in OTHER_BENCHMARKS:
+        _, module, function = OTHER_BENCHMARKS[name]
+        return getattr(importlib.import_module(module), function)(rest)
     if name not in BENCHMARKS:
-        raise UserError(f"unknown benchmark '{name}'; available: {', '.join(BENCHMARKS)}")
+        raise UserError(
+            f"unknown benchmark '{name}'; available: {', '.join([*BENCHMARKS, *OTHER_BENCHMARKS])}"
+        )
     bench = BENCHMARKS[name]
     opts = tyro.cli(
         CartPoleBench, args=rest, prog=f"rlplay bench {name}", default=bench.defaults,

@@ -76,11 +76,14 @@ def save_checkpoint(path: str | Path, payload: dict) -> None:
 
 
 def find_checkpoint(path: str | Path, prefer: str = LATEST) -> Path:
-    """A checkpoint file itself, or the `prefer`red one (else the other) inside a run folder."""
+    """A checkpoint file itself, or the `prefer`red one (else the other, and it says so) inside
+    a run folder."""
     path = Path(path)
     if path.is_dir():
         for name in (prefer, BEST if prefer == LATEST else LATEST):
             if (path / name).is_file():
+                if name != prefer:
+                    print(f"note: {path / prefer} does not exist; using {path / name}")
                 return path / name
         raise UserError(f"no checkpoint in {path} (expected {LATEST} or {BEST})")
     if not path.exists():

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import os
 import sys
 from dataclasses import field
 from pathlib import Path
@@ -15,6 +16,7 @@ from agents import DQNConfig
 from agents.pg import PGConfig
 from train import distributed
 from train.checkpoint import LATEST, load_checkpoint
+from train.common import check_env, check_run_dir_free
 from train.config import RunConfig
 from train.errors import TrainingDiverged, UserError
 from train.offpolicy import train_dqn
@@ -32,7 +34,8 @@ COMMANDS = {
     "replay": "play a saved policy: rlplay replay runs/<run> [--episodes K] [--video out.gif]",
     "collect": "record episodes: rlplay collect runs/<run>|scripted|random --episodes K --out data/x",
     "pretrain": "supervised pretraining: rlplay pretrain --data data/x --task bc|dynamics --net ppo",
-    "bench": "benchmarks: rlplay bench dqn-cartpole | ppo-cartpole | dqn-atari | transfer | cartpole-envs",
+    "bench": "benchmarks: rlplay bench dqn-cartpole | ppo-cartpole | cartpole-envs | transfer | "
+             "dqn-atari | ppo-scaling",
 }
 DATA_PARALLEL = ("ppo", "a2c", "reinforce")  # the loops that train with --nproc / torchrun
 # Settings a resumed run must keep: the env state, network and buffer are built from them.
@@ -52,6 +55,10 @@ def usage() -> str:
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
+    # `--env module:EnvId` finds a module in the working folder, as under `python -m train`, but
+    # last: a local file never shadows an installed package (or ours).
+    if "" not in sys.path and os.getcwd() not in sys.path:
+        sys.path.append(os.getcwd())
     if not argv or argv[0] in ("-h", "--help"):
         print(usage())
         return 0 if argv else 2
@@ -128,10 +135,10 @@ def parse_train_args(
         ("algo", config_cls, field(default_factory=lambda: algo0)),
     ])
 
-    description = (
-        f"Train {algo.upper()}. Defaults shown are the preset for --env "
-        f"({run0.env}); flags override them."
-    )
+    shown = (f"the resumed run's ({ckpt['run_dir']})" if ckpt is not None
+             else f"the preset for --env ({run0.env})" if preset
+             else f"the library's (no preset for {algo} on {run0.env})")
+    description = f"Train {algo.upper()}. Defaults shown are {shown}; flags override them."
     args = tyro.cli(
         Args, args=argv, prog=f"rlplay train {algo}", description=description,
         config=(tyro.conf.OmitArgPrefixes,),
@@ -145,6 +152,10 @@ def parse_train_args(
             raise UserError(
                 f"--resume keeps the run's {', '.join(changed)}; drop those flags or start a new run"
             )
+        step = ckpt["counters"]["global_step"]
+        if run.total_steps <= step:
+            raise UserError(f"{file} is already at step {step:,} of --total-steps "
+                            f"{run.total_steps:,}; pass a larger --total-steps to train on")
         run.resume = resume_path
     return run, algo_cfg, ckpt, preset
 
@@ -176,10 +187,15 @@ def train_command(argv: list[str]) -> int:
     if data_parallel and algo not in DATA_PARALLEL:
         raise UserError(f"{algo} trains in one process; --nproc and torchrun serve "
                         f"{', '.join(DATA_PARALLEL)}")
-    if algo in DATA_PARALLEL:  # before any run folder or process exists
+    # Checked before any run folder or process exists (each rank would fail on its own).
+    check_env(run.env)
+    if run.nproc > 1:
+        distributed.env_slice(run.num_envs, run.nproc)
+    if algo in DATA_PARALLEL:
         check_minibatches(algo_cfg, run.num_envs, run.nproc)
     if run.nproc > 1 and not distributed.launched():  # the ranks parse the same flags again
-        distributed.env_slice(run.num_envs, run.nproc)
+        if ckpt is None:
+            check_run_dir_free(run, algo)
         return distributed.launch(["train", algo, *rest], run.nproc)
     with distributed.process_group(run.device, run.dist_timeout) as dist:
         if dist.is_main:

@@ -18,9 +18,9 @@ import envs
 from train.config import RunConfig
 from train.errors import UserError
 
-# Steps an episode may last in `replay` and `collect` before it is cut or refused: a greedy
-# policy can loop forever in an env without a time limit (CliffWalking-v1). ALE/*-v5's limit of
-# 108,000 frames at 4 a step; training's evaluations allow 100,000.
+# Steps an episode may last in evaluations and `replay` before it is cut, in `collect` before it
+# is refused: a greedy policy can loop forever in an env without a time limit (CliffWalking-v1).
+# ALE/*-v5's own limit: 108,000 frames at 4 a step.
 EPISODE_STEP_LIMIT = 27_000
 
 
@@ -30,11 +30,40 @@ def make_run_dir(run: RunConfig, algo: str, *, resumable: bool = True) -> Path:
         f"{run.env.replace('/', '-').replace(':', '-')}__{algo}__{run.seed}__{int(time.time())}"
     )
     run_dir = Path(run.runs_dir) / name
+    check_new_run_dir(run_dir, resumable=resumable)
+    _mkdir(run_dir)
+    return run_dir
+
+
+def check_run_dir_free(run: RunConfig, algo: str) -> None:
+    """make_run_dir's errors without the run folder (a named one that exists, a runs_dir that
+    cannot be made), for a launcher whose ranks make it later: rank 0 alone would fail, and the
+    other ranks, waiting for it, with tracebacks."""
+    if run.run_name is not None:
+        check_new_run_dir(Path(run.runs_dir) / run.run_name)
+    _mkdir(Path(run.runs_dir))
+
+
+def check_new_run_dir(run_dir: Path, *, resumable: bool = True) -> None:
     if run_dir.exists() and any(run_dir.iterdir()):
         again = f" or continue it with --resume {run_dir}" if resumable else " or remove it"
         raise UserError(f"run folder {run_dir} already exists; pick another --run-name{again}")
-    run_dir.mkdir(parents=True, exist_ok=True)
-    return run_dir
+
+
+def _mkdir(folder: Path) -> None:
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as e:  # a file where a folder should be, no permission, a read-only disk
+        raise UserError(f"cannot create the folder {folder}: {e.strerror}; "
+                        "pick another --runs-dir") from None
+
+
+def check_env(env_id: str) -> None:
+    """An unknown env id as a one-line user error, before anything is built for it."""
+    try:
+        envs.check_env_id(env_id)
+    except envs.UnknownEnvError as e:
+        raise UserError(str(e)) from None
 
 
 def make_envs(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Literal
 
@@ -75,6 +76,8 @@ class RunConfig:
         for name in ("eval_every", "checkpoint_every", "threads"):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
+        if self.target_return is not None and math.isnan(self.target_return):
+            raise ValueError("target_return must be a number, got nan")
         check_seed(self.seed)
         check_run_name(self.run_name)
         if self.init_parts != "all" and self.init_from is None:

@@ -8,6 +8,8 @@ import numpy as np
 import torch
 from gymnasium.vector import VectorEnv
 
+from train.common import EPISODE_STEP_LIMIT
+
 
 def eval_seed(seed: int, num_evals: int) -> int:
     """Reset seed of run `seed`'s k-th evaluation (`num_evals`), whose env i resets with it + i.
@@ -27,12 +29,13 @@ def evaluate(
     envs: VectorEnv,
     *,
     seed: int,
-    max_steps: int = 100_000,
+    max_steps: int = EPISODE_STEP_LIMIT,
 ) -> torch.Tensor:
     """Run one episode in each of `envs`' N envs; returns their undiscounted returns (N,) on CPU.
 
     Envs that finish early keep stepping (same-step autoreset) but their rewards are masked out.
-    `max_steps` guards envs without a time limit. Syncs once a step to know when all are done.
+    `max_steps` guards envs without a time limit: episodes still running then are cut, and a note
+    says so. Syncs once a step to know when all are done.
     """
     obs, _ = envs.reset(seed=seed)
     n = obs.shape[0]
@@ -44,6 +47,9 @@ def evaluate(
         running_N &= ~(terminated | truncated).to(running_N.device)
         if not running_N.any():  # sync
             break
+    else:
+        print(f"note: evaluation cut {int(running_N.sum())} of {n} episodes at {max_steps:,} "
+              "steps (their returns so far count); the env has no time limit that ends them")
     return returns_N.cpu()
 
 

@@ -17,11 +17,11 @@ __all__ = ["EvalPoint", "TrainResult", "build_dqn", "dqn_from_checkpoint", "trai
 
 def build_dqn(run: RunConfig, cfg: DQNConfig, space: gym.vector.VectorEnv, device) -> DQNAgent:
     """The agent for these env spaces, or a clear error if DQN cannot handle them."""
-    if not isinstance(space.single_action_space, gym.spaces.Discrete):
-        raise UserError(
-            f"DQN needs a discrete action space; {run.env} has {space.single_action_space} "
-            "(use ppo or a2c for continuous actions)"
-        )
+    action_space = space.single_action_space
+    if not isinstance(action_space, gym.spaces.Discrete):
+        hint = ("; ppo, a2c and reinforce take a 1-D Box" if isinstance(action_space, gym.spaces.Box)
+                and len(action_space.shape) == 1 else "; no rlplay agent takes it")
+        raise UserError(f"DQN needs a discrete action space; {run.env} has {action_space}{hint}")
     try:
         sizes = space_sizes(space.single_observation_space, space.single_action_space)
     except TypeError as e:

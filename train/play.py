@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import os
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Literal, NamedTuple
@@ -67,6 +68,14 @@ class ReplayArgs:
         check_seed(self.seed)
 
 
+def has_display() -> bool:
+    """Whether a window can open: always on macOS and Windows, with an X or Wayland display on
+    Linux (pygame would print an error and play on without a window)."""
+    return not sys.platform.startswith("linux") or any(
+        os.environ.get(name) for name in ("DISPLAY", "WAYLAND_DISPLAY")
+    )
+
+
 def env_of(ckpt: dict) -> str:
     """The env a checkpoint's policy plays: its run's, or its dataset's for a pretrained one."""
     return ckpt["dataset"]["env_id"] if ckpt["algo"] == "pretrain" else ckpt["config"]["run"]["env"]
@@ -99,6 +108,13 @@ def replay(args: ReplayArgs) -> Played:
         raise UserError(f"--max-steps must be at least 1, got {args.max_steps}")
     if args.video and Path(args.video).suffix.lower() not in (".gif", ".mp4"):
         raise UserError(f"--video must end in .gif or .mp4, got {args.video}")
+    if args.fps is not None and args.fps < 1:
+        raise UserError(f"--fps must be at least 1, got {args.fps}")
+    if args.threads < 0:
+        raise UserError(f"--threads must be >= 0, got {args.threads}")
+    if args.render == "human" and not args.video and not has_display():
+        raise UserError("--render human needs a display (neither DISPLAY nor WAYLAND_DISPLAY is "
+                        "set); write the episodes to a file instead with --video out.gif")
     ckpt, file = load_checkpoint(args.path, prefer=BEST if args.checkpoint == "best" else LATEST)
     if ckpt["algo"] not in POLICY_LOADERS:
         raise UserError(f"{file}: replay does not know algorithm '{ckpt['algo']}'")

@@ -58,13 +58,15 @@ class PretrainConfig:
     hidden: tuple[int, ...] | None = None
     """hidden layer sizes (default: the agent's preset for the env); train with the same"""
     activation: Literal["tanh", "relu"] | None = None
-    """ppo/a2c/reinforce: hidden-layer activation (default: the preset's); train with the same"""
+    """ppo/a2c/reinforce: hidden-layer activation (default: the preset's); the printed transfer
+    command trains with the same"""
     shared_trunk: bool | None = None
     """ppo/a2c/reinforce: actor and critic share the trunk (default: the preset's)"""
     norm_obs: bool | None = None
     """ppo/a2c/reinforce: normalise observations by running statistics (default: the preset's)"""
     dueling: bool | None = None
-    """dqn: dueling head (default: the preset's); train with the same"""
+    """dqn: dueling head (default: the preset's; `--dueling False` for none); the printed transfer
+    command trains with the same"""
     max_epochs: int = 200
     """passes over the training split at most"""
     patience: int = 20
@@ -111,6 +113,19 @@ class PretrainConfig:
 
 
 NET_FIELDS = ("hidden", "activation", "shared_trunk", "norm_obs", "dueling")
+
+
+def train_flags(settings: dict) -> list[str]:
+    """`rlplay train`'s flags for network settings, so that its net takes the pretrained
+    weights: `--hidden 32 32`, `--activation relu`, `--dueling` / `--no-dueling`."""
+    flags = []
+    for name, value in settings.items():
+        flag = "--" + name.replace("_", "-")
+        if isinstance(value, bool):
+            flags.append(flag if value else f"--no-{flag[2:]}")
+        else:
+            flags.append(" ".join([flag, *map(str, value if isinstance(value, (tuple, list)) else [value])]))
+    return flags
 
 
 class PretrainResult(NamedTuple):
@@ -378,5 +393,6 @@ def pretrain_command(argv: list[str]) -> int:
     print(f"run folder:  {result.run_dir}")
     print(f"checkpoint:  {best}")
     print(f"tensorboard: tensorboard --logdir {cfg.runs_dir}")
-    print(f"transfer:    rlplay train {cfg.net} --env {result.env_id} --init-from {result.run_dir}")
+    print(f"transfer:    rlplay train {cfg.net} --env {result.env_id} --init-from {result.run_dir}"
+          + "".join(f" {flag}" for flag in train_flags(cfg.net_settings)))
     return 0

@@ -265,6 +265,8 @@ def test_explained_variance():
     ({"clip_coef": -0.2}, "clip_coef"),
     ({"hidden": ()}, "hidden"),
     ({"hidden": (64, 0)}, "hidden"),
+    ({"ent_coef": -0.01}, "ent_coef must be >= 0"),  # would reward certainty
+    ({"vf_coef": -1.0}, "vf_coef must be >= 0"),  # would train the critic away from the returns
 ])
 def test_config_rejects_nonsense(overrides, match):
     with pytest.raises(ValueError, match=match):

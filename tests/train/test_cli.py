@@ -54,6 +54,13 @@ BAD = {  # name: (arguments after `rlplay`, the one-line error it must give)
                            "--device", "cpu"],
                           r"--num-minibatches 16 exceeds the 8 steps of a rollout \(--num-envs 4 "
                           r"over 2 processes: 2 each x --num-steps 4\); use at most 8"),
+    # These said "--num-minibatches 32 exceeds the 0 steps…" / hid the unknown id behind it.
+    "nproc_one_env": (["train", "ppo", "--env", "CartPole-v1", "--nproc", "2", "--num-envs", "1"],
+                      r"--num-envs 1 must be a multiple of the 2 processes"),
+    "nproc_unknown_env": (["train", "ppo", "--env", "CartPol-v1", "--nproc", "2"],
+                          r"unknown environment 'CartPol-v1'; did you mean CartPole-v1\b"),
+    "replay_fps": (["replay", "nope", "--video", "x.gif", "--fps", "-5"],  # was an OverflowError
+                   r"--fps must be at least 1, got -5"),
 }
 
 
@@ -227,6 +234,25 @@ def test_replay_cuts_an_episode_at_max_steps_and_says_so(cli_run, capsys):
     assert out.count("return 5.0 (cut at 5 steps)") == 2, out
 
 
+def test_a_missing_checkpoint_file_falls_back_to_the_other_and_says_so(cli_run, tmp_path, capsys):
+    # Replay (best.pt by default) played latest.pt without a word where best.pt was missing.
+    (tmp_path / "run").mkdir()
+    (tmp_path / "run" / LATEST).write_bytes((cli_run[2] / LATEST).read_bytes())
+    assert main(["replay", str(tmp_path / "run"), "--episodes", "1"]) == 0
+    out = capsys.readouterr().out
+    assert f"note: {tmp_path / 'run' / BEST} does not exist; using {tmp_path / 'run' / LATEST}" in out
+
+
+def test_render_human_without_a_display_is_one_line(cli_run, capsys, monkeypatch):
+    # pygame printed an error, played on without a window and exited 0.
+    for name in ("DISPLAY", "WAYLAND_DISPLAY"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setattr(sys, "platform", "linux")
+    assert main(["replay", str(cli_run[2]), "--render", "human"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("rlplay: error: --render human needs a display") and "\n" not in err
+
+
 # --- bad input: exit 2, one line on stderr, no traceback -----------------------------------------
 
 
@@ -254,6 +280,11 @@ BAD_IN_PROCESS = {
                              r"--resume keeps the run's hidden, num_envs; drop those flags"),
     "existing_run": (["{tiny}", "--runs-dir", "{runs}", "--run-name", "tiny"],
                      r"run folder \S+/tiny already exists; .*--resume \S+/tiny$"),
+    # A finished run resumed (or one told to stop before where it is) ended at once, silently,
+    # and rewrote config.json with the smaller total.
+    "resume_finished": (["--resume", "{run}"],
+                        r"latest\.pt is already at step 600 of --total-steps 600; pass a larger "
+                        r"--total-steps to train on"),
     "unknown_algo": (None, r"unknown algorithm 'ppo2'; available: dqn"),
     "unknown_command": (None, r"unknown command 'frobnicate'; commands: train, replay, collect, pretrain, bench"),
 }
@@ -302,6 +333,9 @@ def _main_exit_code(argv: list[str]) -> int:
     ("--batch-size", "0"), ("--target-update-interval", "0"), ("--train-frequency", "0"),
     ("--learning-starts", "2000"), ("--total-steps", "0"), ("--gamma", "1.5"),
     ("--seed", "-1"),  # was a NumPy traceback at the first reset
+    # These trained silently backwards: a negative clip factor or learning rate ascends the loss.
+    ("--max-grad-norm", "-1"), ("--final-learning-rate", "-0.01"),
+    ("--target-return", "nan"),
 ])
 def test_nonsense_numbers_are_rejected_up_front(tmp_path, capsys, monkeypatch, flag, value):
     # Unchecked, these crashed with tracebacks, and --train-frequency 0 looped forever in
@@ -315,6 +349,29 @@ def test_nonsense_numbers_are_rejected_up_front(tmp_path, capsys, monkeypatch, f
     assert "Traceback" not in err
     assert flag in err or flag[2:].replace("-", "_") in err, err
     assert not (tmp_path / "x").exists()
+
+
+def test_a_runs_dir_that_cannot_be_made_is_one_line(tmp_path, capsys):
+    # A file where the folder should be was a NotADirectoryError traceback.
+    (tmp_path / "afile").write_text("")
+    assert _main_exit_code(_cli_train(tmp_path, "--runs-dir", str(tmp_path / "afile"))) == 2
+    err = capsys.readouterr().err.strip()
+    assert re.fullmatch(r"rlplay: error: cannot create the folder \S+/afile/x: Not a directory; "
+                        r"pick another --runs-dir", err), err
+
+
+def test_a_taken_run_name_stops_nproc_before_any_rank_starts(tmp_path, capsys, monkeypatch):
+    # Rank 0 alone found the folder taken; rank 1, waiting for it, died with a gloo traceback.
+    from train import distributed
+
+    (tmp_path / "taken").mkdir()
+    (tmp_path / "taken" / "events").write_text("")
+    monkeypatch.setattr(distributed, "launch", lambda *a: pytest.fail("ranks were launched"))
+    argv = ["train", "ppo", "--env", "CartPole-v1", "--nproc", "2", "--runs-dir", str(tmp_path),
+            "--run-name", "taken"]
+    assert _main_exit_code(argv) == 2
+    err = capsys.readouterr().err.strip()
+    assert re.fullmatch(r"rlplay: error: run folder \S+/taken already exists; .*", err), err
 
 
 @pytest.mark.parametrize("value", ["0", "abc"])
@@ -443,3 +500,21 @@ def test_resume_after_sigint_runs_to_the_end(interrupted, tmp_path):
     final, _ = load_checkpoint(run_dir)
     assert final["counters"]["global_step"] == TOTAL
     assert final["agent"]["num_updates"] > at_stop["agent"]["num_updates"]
+
+
+def test_an_env_module_in_the_working_folder_is_found(tmp_path):
+    # The console script's sys.path lacks the working folder (`python -m train` has it): the
+    # check before launching ranks said "cannot import module" for an env beside the user.
+    (tmp_path / "my_cartpole.py").write_text(
+        "import gymnasium as gym\n"
+        "gym.register('MyCartPole-v0', entry_point='gymnasium.envs.classic_control:CartPoleEnv',"
+        " max_episode_steps=50)\n"
+    )
+    proc = subprocess.run(
+        [RLPLAY, "train", "ppo", "--env", "my_cartpole:MyCartPole-v0", "--num-envs", "2",
+         "--num-steps", "16", "--num-minibatches", "2", "--total-steps", "64", "--eval-every", "0",
+         "--no-progress", "--device", "cpu", "--runs-dir", "runs"],
+        cwd=tmp_path, text=True, capture_output=True, timeout=120,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert "finished (total_steps) at step 64" in proc.stdout

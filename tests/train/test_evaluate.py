@@ -10,7 +10,7 @@ from train.collect import CollectArgs
 from train.config import MAX_SEED, RunConfig
 from train.play import ReplayArgs
 from train.pretrain import PretrainConfig
-from train.evaluate import eval_seed
+from train.evaluate import eval_seed, evaluate
 
 
 @pytest.mark.parametrize("env_id", ["CartPole-v1", "rlplay/CartPole-v1"])
@@ -45,3 +45,16 @@ def test_seed_out_of_range_is_refused(make, seed):
     # A negative seed was a NumPy traceback at the first reset.
     with pytest.raises(ValueError, match=r"seed must be in \[0, "):
         make(seed)
+
+
+def test_an_evaluation_that_never_ends_is_cut_and_says_so(capsys):
+    # CliffWalking-v1 has no time limit: always moving left from the start never ends. Such an
+    # evaluation ran 100,000 steps silently.
+    cliff = envs.make("CliffWalking-v1", 2)
+    left = lambda obs: torch.full((obs.shape[0],), 3)
+    returns = evaluate(left, cliff, seed=0, max_steps=50)
+    assert returns.tolist() == [-50.0, -50.0]  # -1 a step, so far
+    assert "note: evaluation cut 2 of 2 episodes at 50 steps" in capsys.readouterr().out
+    # An evaluation whose episodes all end says nothing.
+    evaluate(lambda obs: torch.zeros(obs.shape[0], dtype=torch.int64), envs.make("CartPole-v1", 2), seed=0)
+    assert capsys.readouterr().out == ""

@@ -209,3 +209,20 @@ def test_malformed_pretrained_checkpoint_is_one_line(bc):
     del ckpt["net_kwargs"]
     with pytest.raises(UserError, match=r"incomplete or corrupt \(no 'net_kwargs'\)"):
         pretrained_net(ckpt, "cpu")
+
+
+@pytest.mark.parametrize("algo, settings, expected", [
+    ("dqn", {"hidden": (32, 32), "dueling": False}, dict(hidden=(32, 32), dueling=False)),
+    ("dqn", {"dueling": True}, dict(dueling=True)),
+    ("ppo", {"activation": "relu", "shared_trunk": True, "norm_obs": False},
+     dict(activation="relu", shared_trunk=True, norm_obs=False)),
+])
+def test_transfer_hint_carries_the_network_flags_train_parses(algo, settings, expected):
+    # The printed `rlplay train … --init-from` lacked them: with `--dueling False` given to
+    # pretrain, running it failed on a network mismatch.
+    from train.cli import parse_train_args
+    from train.pretrain import train_flags
+
+    argv = ["--env", "CartPole-v1"] + " ".join(train_flags(settings)).split()
+    _, cfg, _, _ = parse_train_args(algo, argv)
+    assert {name: getattr(cfg, name) for name in expected} == expected

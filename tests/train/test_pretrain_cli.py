@@ -56,7 +56,8 @@ def test_pretrain_reports_and_logs_its_curves(workflow):
     out = results["pretrain"].stdout
     assert re.search(r"kept epoch \d: validation loss [\d.]+, accuracy [\d.]+", out)
     assert re.search(r"cloned policy: return [\d.]+ ± [\d.]+ over 2 episodes \(random actions", out)
-    assert "transfer:    rlplay train ppo --env CartPole-v1 --init-from runs/bc" in out
+    # With the network flags pretrain was given: the train command fits the weights as printed.
+    assert "transfer:    rlplay train ppo --env CartPole-v1 --init-from runs/bc --hidden 16 16\n" in out
     events = read_events(event_files(cwd / "runs" / "bc")[0])
     for tag in ("pretrain/train_loss", "pretrain/val_loss", "pretrain/val_accuracy"):
         assert scalar_steps(events, tag) == [1, 2, 3, 4, 5], tag
