@@ -61,6 +61,8 @@ class DQNConfig:
         for name in positive:
             if not getattr(self, name) > 0:
                 raise ValueError(f"{name} must be positive, got {getattr(self, name)}")
+        if self.batch_size > self.buffer_size:
+            raise ValueError(f"batch_size {self.batch_size} exceeds buffer_size {self.buffer_size}")
         for name in ("learning_starts", "exploration_steps", "lr_decay_steps"):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")

@@ -68,11 +68,17 @@ def env_speed_command(argv: list[str]) -> int:
         torch.set_num_threads(opts.threads)
     print(f"torch {torch.__version__} on {device} ({torch.get_num_threads()} threads), "
           f"gymnasium {gym.__version__}")
-    print(f"{'N':>8}  {'ours, eager':>16}  {'ours, compiled':>16}  {'Gymnasium':>16}  "
-          f"{'eager/gym':>9}  {'compiled/gym':>12}")
+    compiled_head = f"  {'ours, compiled':>16}" if opts.compile else ""
+    print(f"{'N':>8}  {'ours, eager':>16}{compiled_head}  {'Gymnasium':>16}  {'eager/gym':>9}"
+          + (f"  {'compiled/gym':>12}" if opts.compile else ""))
     for n in opts.sizes:
         eager, ref = measure(n, opts, device, compile=False)
-        compiled = measure(n, opts, device, compile=True)[0] if opts.compile else float("nan")
-        print(f"{n:>8}  {eager:>14,.0f}/s  {compiled:>14,.0f}/s  {ref:>14,.0f}/s  "
-              f"{eager / ref:>9.2f}  {compiled / ref:>12.2f}", flush=True)
+        row = f"{n:>8}  {eager:>14,.0f}/s"
+        if opts.compile:
+            compiled = measure(n, opts, device, compile=True)[0]
+            row += f"  {compiled:>14,.0f}/s"
+        row += f"  {ref:>14,.0f}/s  {eager / ref:>9.2f}"
+        if opts.compile:
+            row += f"  {compiled / ref:>12.2f}"
+        print(row, flush=True)
     return 0

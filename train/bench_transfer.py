@@ -13,7 +13,7 @@ import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
 import gymnasium as gym
 import torch
@@ -21,7 +21,7 @@ import tyro
 
 from train.bench import describe, interrupted, run_preset, summarize, table
 from train.collect import SCRIPTED, CollectArgs, collect
-from train.config import resolve_device
+from train.config import default_is, resolve_device
 from train.dataset import save_dataset
 from train.errors import UserError
 from train.presets import task_of
@@ -40,12 +40,12 @@ class TransferBench:
     """pretraining task"""
     seeds: tuple[int, ...] = (1, 2, 3)
     """seeds to run; each seed trains from scratch, then from the pretrained network"""
-    total_steps: int | None = None
-    """env steps per run (default: the preset's)"""
-    eval_every: int | None = None
-    """env steps between greedy evaluations (default: the preset's)"""
-    target_return: float | None = None
-    """the return to reach (default: the env's reward_threshold in Gymnasium's registry)"""
+    total_steps: Annotated[int | None, default_is("the preset's")] = None
+    """env steps per run"""
+    eval_every: Annotated[int | None, default_is("the preset's")] = None
+    """env steps between greedy evaluations"""
+    target_return: Annotated[float | None, default_is("the env's reward_threshold in Gymnasium's registry")] = None
+    """the return to reach"""
     init_parts: Literal["all", "trunk"] = "all"
     """load all the pretrained tensors, or only the trunk's (--init-parts trunk)"""
     freeze: bool = False

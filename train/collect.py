@@ -72,7 +72,9 @@ def collect_command(argv: list[str]) -> int:
     print(f"return: {returns.mean():.1f} ± {returns.std():.1f} (min {returns.min():.1f}, "
           f"max {returns.max():.1f})")
     print(f"dataset: {path}")
-    print(f"pretrain: rlplay pretrain --data {path} --task bc")
+    # Random actions teach nothing to clone; they cover the state space a dynamics model needs.
+    task = "dynamics" if args.source == "random" else "bc"
+    print(f"pretrain: rlplay pretrain --data {path} --task {task}")
     return 0
 
 

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 import torch
+import tyro
 
 from train.errors import UserError
 
@@ -86,6 +87,12 @@ class RunConfig:
             raise ValueError("freeze needs init_from: only pretrained weights are worth freezing")
         if self.unfreeze_after is not None and (self.freeze is None or self.unfreeze_after < 0):
             raise ValueError("unfreeze_after needs freeze and must be >= 0")
+
+
+def default_is(text: str):
+    """Help for a field whose None default means `text`: tyro shows `(default: text)` instead
+    of `(default: None)` (annotate the field with it)."""
+    return tyro.conf.arg(help_behavior_hint=f"(default: {text})")
 
 
 MAX_SEED = 2**30 - 1

@@ -14,7 +14,7 @@ import tyro
 
 from train.checkpoint import BEST, LATEST, load_checkpoint
 from train.common import EPISODE_STEP_LIMIT, make_envs
-from train.config import RunConfig, check_seed, resolve_device
+from train.config import RunConfig, check_seed, default_is, resolve_device
 from train.errors import UserError
 from train.offpolicy import dqn_from_checkpoint
 from train.onpolicy import env_policy, pg_from_checkpoint
@@ -44,16 +44,16 @@ POLICY_LOADERS = {
 class ReplayArgs:
     path: Annotated[str, tyro.conf.Positional]
     """a run folder (runs/<run>) or a checkpoint file"""
-    episodes: int | None = None
-    """episodes to play (default: 10, or 1 with --render human / --video)"""
+    episodes: Annotated[int | None, default_is("10, or 1 with --render human / --video")] = None
+    """episodes to play"""
     checkpoint: Literal["best", "latest"] = "best"
     """which checkpoint of a run folder: the best evaluation's or the latest"""
     render: Literal["none", "human"] = "none"
     """human opens a window (needs a display)"""
     video: str | None = None
     """write the episodes to this .gif or .mp4, rendered headlessly from rgb_array frames"""
-    fps: int | None = None
-    """video frame rate (default: the env's render_fps)"""
+    fps: Annotated[int | None, default_is("the env's render_fps")] = None
+    """video frame rate"""
     seed: int = 0
     """seed of the first episode's reset (episode k uses seed + k)"""
     device: Literal["auto", "cpu", "cuda"] = "cpu"

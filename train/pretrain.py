@@ -18,7 +18,7 @@ import math
 import sys
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal, NamedTuple
+from typing import Annotated, Literal, NamedTuple
 
 import gymnasium as gym
 import numpy as np
@@ -35,7 +35,7 @@ from nets import ActorCritic, DynamicsHead, QNetwork, encode_obs, policy_sizes, 
 from train.checkpoint import BEST, save_checkpoint
 from train.common import make_envs, make_run_dir, seed_everything
 from train.collect import random_actions
-from train.config import RunConfig, check_run_name, check_seed, resolve_device
+from train.config import RunConfig, check_run_name, check_seed, default_is, resolve_device
 from train.dataset import Dataset, check_matches, load_dataset, space_to_json
 from train.errors import TrainingDiverged, UserError
 from train.evaluate import eval_seed, evaluate
@@ -55,18 +55,16 @@ class PretrainConfig:
     """bc: clone the recorded actions; dynamics: predict the next observation (no expert needed)"""
     net: Literal["dqn", "ppo", "a2c", "reinforce"] = "ppo"
     """the agent whose network to pretrain, built as `rlplay train NET --env <dataset env>` builds it"""
-    hidden: tuple[int, ...] | None = None
-    """hidden layer sizes (default: the agent's preset for the env); train with the same"""
-    activation: Literal["tanh", "relu"] | None = None
-    """ppo/a2c/reinforce: hidden-layer activation (default: the preset's); the printed transfer
-    command trains with the same"""
-    shared_trunk: bool | None = None
-    """ppo/a2c/reinforce: actor and critic share the trunk (default: the preset's)"""
-    norm_obs: bool | None = None
-    """ppo/a2c/reinforce: normalise observations by running statistics (default: the preset's)"""
-    dueling: bool | None = None
-    """dqn: dueling head (default: the preset's; `--dueling False` for none); the printed transfer
-    command trains with the same"""
+    hidden: Annotated[tuple[int, ...] | None, default_is("the agent's preset for the env")] = None
+    """hidden layer sizes; the printed transfer command trains with the same network settings"""
+    activation: Annotated[Literal["tanh", "relu"] | None, default_is("the preset's")] = None
+    """ppo/a2c/reinforce: hidden-layer activation"""
+    shared_trunk: Annotated[bool | None, default_is("the preset's")] = None
+    """ppo/a2c/reinforce: actor and critic share the trunk (`--shared-trunk True`)"""
+    norm_obs: Annotated[bool | None, default_is("the preset's")] = None
+    """ppo/a2c/reinforce: normalise observations by running statistics (`--norm-obs True`)"""
+    dueling: Annotated[bool | None, default_is("the preset's")] = None
+    """dqn: dueling head (`--dueling False` for none)"""
     max_epochs: int = 200
     """passes over the training split at most"""
     patience: int = 20

@@ -107,3 +107,14 @@ def test_sb3_on_a_missing_gpu_is_refused_before_any_run():
     assert out.returncode == 2
     assert out.stderr.strip().startswith("rlplay: error: --sb3-device cuda requested but CUDA")
     assert "seed 1" not in out.stderr + out.stdout
+
+
+def test_env_speed_bench_without_compile_prints_only_what_it_measured(capsys):
+    # --no-compile printed "nan/s" and "nan" in the compiled columns.
+    from train.bench_envs import env_speed_command
+
+    assert env_speed_command(["--no-compile", "--sizes", "4", "--seconds", "0.05"]) == 0
+    header, row = capsys.readouterr().out.strip().splitlines()[-2:]
+    assert "compiled" not in header and "nan" not in row
+    n, ours, gym, ratio = row.split()
+    assert n == "4" and ours.endswith("/s") and gym.endswith("/s") and float(ratio) > 0

@@ -335,7 +335,7 @@ def _main_exit_code(argv: list[str]) -> int:
     ("--seed", "-1"),  # was a NumPy traceback at the first reset
     # These trained silently backwards: a negative clip factor or learning rate ascends the loss.
     ("--max-grad-norm", "-1"), ("--final-learning-rate", "-0.01"),
-    ("--target-return", "nan"),
+    ("--target-return", "nan"), ("--batch-size", "2000"),  # the buffer holds 1,000
 ])
 def test_nonsense_numbers_are_rejected_up_front(tmp_path, capsys, monkeypatch, flag, value):
     # Unchecked, these crashed with tracebacks, and --train-frequency 0 looped forever in

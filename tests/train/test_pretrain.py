@@ -226,3 +226,13 @@ def test_transfer_hint_carries_the_network_flags_train_parses(algo, settings, ex
     argv = ["--env", "CartPole-v1"] + " ".join(train_flags(settings)).split()
     _, cfg, _, _ = parse_train_args(algo, argv)
     assert {name: getattr(cfg, name) for name in expected} == expected
+
+
+@pytest.mark.parametrize("source, task", [("random", "dynamics"), ("scripted", "bc")])
+def test_collect_suggests_the_task_its_data_serves(tmp_path, capsys, source, task):
+    # Random actions are nothing to clone: collect suggested `--task bc` for them too.
+    from train.cli import main
+
+    out = tmp_path / "data"
+    assert main(["collect", source, "--env", "CartPole-v1", "--episodes", "2", "--out", str(out)]) == 0
+    assert f"pretrain: rlplay pretrain --data {out} --task {task}\n" in capsys.readouterr().out
