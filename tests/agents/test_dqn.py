@@ -102,8 +102,8 @@ def set_known_weights(net: torch.nn.Module, head_weight: list[list[float]]) -> N
         net.head.bias.zero_()
 
 
-def known_agent(double_dqn: bool) -> DQNAgent:
-    cfg = DQNConfig(hidden=(2,), gamma=0.5, double_dqn=double_dqn, max_grad_norm=1e6)
+def known_agent(double_dqn: bool, loss: str = "huber") -> DQNAgent:
+    cfg = DQNConfig(hidden=(2,), gamma=0.5, double_dqn=double_dqn, max_grad_norm=1e6, loss=loss)
     agent = DQNAgent(cfg, obs_dim=2, num_actions=2)
     set_known_weights(agent.q_net, W_ONLINE)
     set_known_weights(agent.target_net, W_TARGET)
@@ -137,6 +137,20 @@ def test_update_regresses_on_the_double_or_plain_dqn_target(double_dqn, next_val
     expected_loss = (huber(0.5 - (1.0 + 0.5 * next_value)) + huber(-1.0 - 0.25)) / 2
     torch.testing.assert_close(metrics["td_loss"], torch.tensor(expected_loss))
     torch.testing.assert_close(metrics["q_values"], torch.tensor((0.5 - 1.0) / 2))
+
+
+def test_mse_loss_is_the_mean_squared_td_error():
+    # Both rows' errors exceed 1, where Huber is linear: the two losses differ.
+    metrics = known_agent(double_dqn=True, loss="mse").update(KNOWN_BATCH)
+    expected_loss = ((0.5 - (1.0 + 0.5 * 3.0)) ** 2 + (-1.0 - 0.25) ** 2) / 2
+    torch.testing.assert_close(metrics["td_loss"], torch.tensor(expected_loss))
+
+
+@pytest.mark.parametrize("step, lr", [(0, 1e-3), (500, 5.5e-4), (1_000, 1e-4), (5_000, 1e-4)])
+def test_learning_rate_decays_linearly_to_its_final_value(step, lr):
+    agent = make_agent(learning_rate=1e-3, final_learning_rate=1e-4, lr_decay_steps=1_000)
+    assert agent.learning_rate(step) == pytest.approx(lr)
+    assert make_agent(learning_rate=1e-3).learning_rate(step) == 1e-3  # no final: constant
 
 
 def test_update_grad_norm_is_the_unclipped_norm_of_the_loss_gradient():

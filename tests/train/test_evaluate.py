@@ -58,3 +58,22 @@ def test_an_evaluation_that_never_ends_is_cut_and_says_so(capsys):
     # An evaluation whose episodes all end says nothing.
     evaluate(lambda obs: torch.zeros(obs.shape[0], dtype=torch.int64), envs.make("CartPole-v1", 2), seed=0)
     assert capsys.readouterr().out == ""
+
+
+def test_each_return_counts_its_own_episode_only():
+    # Always pushing left ends CartPole's episodes after different numbers of steps; the envs
+    # that finish first keep stepping (autoreset) and their later rewards must not count.
+    import gymnasium as gym
+
+    left = lambda obs: torch.zeros(obs.shape[0], dtype=torch.int64)
+    returns = evaluate(left, envs.make("CartPole-v1", 4), seed=100)
+    lengths = []
+    for i in range(4):  # env i of the vector env resets with seed + i
+        env, steps, done = gym.make("CartPole-v1"), 0, False
+        env.reset(seed=100 + i)
+        while not done:
+            _, _, terminated, truncated, _ = env.step(0)
+            steps, done = steps + 1, terminated or truncated
+        lengths.append(float(steps))
+    assert len(set(lengths)) > 1  # the episodes end at different steps
+    assert returns.tolist() == lengths

@@ -55,3 +55,26 @@ def test_each_update_gets_the_log_probs_and_values_of_its_steps(algo, env, criti
         torch.testing.assert_close(stored_value_B, value_B, rtol=1e-5, atol=1e-6)
         if critic:
             assert value_B.abs().max() > 0
+
+
+@pytest.mark.parametrize("anneal", [True, False])
+def test_learning_rate_and_clip_range_anneal_linearly_per_rollout(anneal, tmp_path, monkeypatch):
+    # Each update runs at lr · (1 − step / total) and, with anneal_clip (rl-zoo's `lin_0.2`), at
+    # ε · (1 − step / total), read at the start of its rollout: 0, 32 and 64 of 96 steps here.
+    seen = []
+    update = PGAgent.update
+
+    def recording_update(self, batch):
+        seen.append((self.optimizer.param_groups[0]["lr"], self.clip_coef))
+        return update(self, batch)
+
+    monkeypatch.setattr(PGAgent, "update", recording_update)
+    run = RunConfig(env="CartPole-v1", num_envs=NUM_ENVS, total_steps=ROLLOUTS * NUM_ENVS * NUM_STEPS,
+                    eval_every=0, progress=False, device="cpu", runs_dir=str(tmp_path))
+    cfg = PGConfig(num_steps=NUM_STEPS, num_minibatches=2, update_epochs=1, learning_rate=3e-3,
+                   clip_coef=0.2, anneal_lr=anneal, anneal_clip=anneal)
+    train_pg(run, cfg, algo="ppo")
+    fractions = [1.0, 2 / 3, 1 / 3] if anneal else [1.0] * 3
+    lrs, clips = zip(*seen)
+    assert lrs == pytest.approx([3e-3 * f for f in fractions])
+    assert clips == pytest.approx([0.2 * f for f in fractions])

@@ -114,6 +114,11 @@ def test_pretraining_is_seeded(expert_data, tmp_path):
     a, b = (load_checkpoint(r.run_dir)[0]["state"] for r in runs)
     assert all(torch.equal(a[k], b[k]) for k in a)
     assert np.isclose(runs[0].val_loss, runs[1].val_loss)
+    # ...by its seed: another one starts from other weights (an ignored seed would pass above).
+    other = pretrain(_config(expert_data, tmp_path, run_name="r2", max_epochs=2, seed=2),
+                     log=lambda _: None)
+    c = load_checkpoint(other.run_dir)[0]["state"]
+    assert not all(torch.equal(a[k], c[k]) for k in a)
 
 
 def _pendulum_expert(obs):
