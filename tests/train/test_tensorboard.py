@@ -54,6 +54,17 @@ def test_scalar_values_make_sense(events):
     assert all(v >= 8 for _, v in scalar_values(events, "eval/episodic_return"))
 
 
+def test_logged_evaluations_are_the_runs_own(tiny_run, events):
+    # Each eval point TensorBoard shows is one the run took its decisions on (best checkpoint,
+    # target return), at its step: not a stale or recomputed value.
+    from train.checkpoint import load_checkpoint
+
+    ckpt, _ = load_checkpoint(tiny_run)
+    saved = [(step, pytest.approx(mean, rel=1e-6)) for step, _, mean in ckpt["evals"]]
+    assert len(saved) >= 2
+    assert scalar_values(events, "eval/episodic_return") == saved
+
+
 def test_every_finished_episode_is_logged(tiny_run, events):
     from train.checkpoint import load_checkpoint
 
