@@ -122,7 +122,8 @@ def train_flags(settings: dict) -> list[str]:
         if isinstance(value, bool):
             flags.append(flag if value else f"--no-{flag[2:]}")
         else:
-            flags.append(" ".join([flag, *map(str, value if isinstance(value, (tuple, list)) else [value])]))
+            values = value if isinstance(value, (tuple, list)) else [value]
+            flags.append(" ".join([flag, *map(str, values)]))
     return flags
 
 
