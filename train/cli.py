@@ -92,6 +92,14 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:  # a second Ctrl-C: the first one's checkpoint may not be written
         print("rlplay: interrupted", file=sys.stderr)
         return 130
+    except RuntimeError as e:
+        if not (distributed.launched() and distributed.peer_lost(e)):
+            raise
+        # Another rank died first and closed the connection: its own error says why; a traceback
+        # of this rank's collective would only bury it.
+        print(f"rlplay: error (rank {distributed.env_rank()}): lost contact with another rank, "
+              "which failed first (see its error)", file=sys.stderr)
+        return 1
 
 
 def _flag_value(argv: list[str], flag: str) -> str | None:

@@ -45,6 +45,12 @@ def env_slice(num_envs: int, world_size: int) -> int:
     return num_envs // world_size
 
 
+def peer_lost(error: BaseException) -> bool:
+    """Whether a collective failed because another rank's process went away (gloo's TCP
+    transport says so in its message; a rank that crashes closes its sockets)."""
+    return any(text in str(error) for text in ("Connection closed by peer", "Connection reset by peer"))
+
+
 def rank_seed(seed: int, rank: int) -> int:
     """Rank r's seed for its sampling RNG: rank 0 keeps the run's seed, as a 1-process run."""
     return seed + 100_003 * rank
