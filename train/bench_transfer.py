@@ -44,7 +44,9 @@ class TransferBench:
     """env steps per run"""
     eval_every: Annotated[int | None, default_is("the preset's")] = None
     """env steps between greedy evaluations"""
-    target_return: Annotated[float | None, default_is("the env's reward_threshold in Gymnasium's registry")] = None
+    target_return: Annotated[
+        float | None, default_is("the env's reward_threshold in Gymnasium's registry")
+    ] = None
     """the return to reach"""
     init_parts: Literal["all", "trunk"] = "all"
     """load all the pretrained tensors, or only the trunk's (--init-parts trunk)"""

@@ -203,7 +203,7 @@ def train_command(argv: list[str]) -> int:
         check_minibatches(algo_cfg, run.num_envs, run.nproc)
     if run.nproc > 1 and not distributed.launched():  # the ranks parse the same flags again
         if ckpt is None:
-            check_run_dir_free(run, algo)
+            check_run_dir_free(run)
         return distributed.launch(["train", algo, *rest], run.nproc)
     with distributed.process_group(run.device, run.dist_timeout) as dist:
         if dist.is_main:

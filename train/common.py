@@ -35,7 +35,7 @@ def make_run_dir(run: RunConfig, algo: str, *, resumable: bool = True) -> Path:
     return run_dir
 
 
-def check_run_dir_free(run: RunConfig, algo: str) -> None:
+def check_run_dir_free(run: RunConfig) -> None:
     """make_run_dir's errors without the run folder (a named one that exists, a runs_dir that
     cannot be made), for a launcher whose ranks make it later: rank 0 alone would fail, and the
     other ranks, waiting for it, with tracebacks."""

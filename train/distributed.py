@@ -48,7 +48,8 @@ def env_slice(num_envs: int, world_size: int) -> int:
 def peer_lost(error: BaseException) -> bool:
     """Whether a collective failed because another rank's process went away (gloo's TCP
     transport says so in its message; a rank that crashes closes its sockets)."""
-    return any(text in str(error) for text in ("Connection closed by peer", "Connection reset by peer"))
+    lost = ("Connection closed by peer", "Connection reset by peer")
+    return any(text in str(error) for text in lost)
 
 
 def rank_seed(seed: int, rank: int) -> int:

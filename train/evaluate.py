@@ -49,7 +49,7 @@ def evaluate(
             break
     else:
         print(f"note: evaluation cut {int(running_N.sum())} of {n} episodes at {max_steps:,} "
-              "steps (their returns so far count); the env has no time limit that ends them")
+              "steps (their returns so far count): the env's time limit, if any, is longer")
     return returns_N.cpu()
 
 
