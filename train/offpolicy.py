@@ -19,9 +19,9 @@ def build_dqn(run: RunConfig, cfg: DQNConfig, space: gym.vector.VectorEnv, devic
     """The agent for these env spaces, or a clear error if DQN cannot handle them."""
     action_space = space.single_action_space
     if not isinstance(action_space, gym.spaces.Discrete):
-        hint = ("; ppo, a2c and reinforce take a 1-D Box" if isinstance(action_space, gym.spaces.Box)
-                and len(action_space.shape) == 1 else "; no rlplay agent takes it")
-        raise UserError(f"DQN needs a discrete action space; {run.env} has {action_space}{hint}")
+        flat_box = isinstance(action_space, gym.spaces.Box) and len(action_space.shape) == 1
+        hint = "ppo, a2c and reinforce take a 1-D Box" if flat_box else "no rlplay agent takes it"
+        raise UserError(f"DQN needs a discrete action space; {run.env} has {action_space}; {hint}")
     try:
         sizes = space_sizes(space.single_observation_space, space.single_action_space)
     except TypeError as e:

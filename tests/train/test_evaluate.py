@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gymnasium as gym
 import pytest
 import torch
 
@@ -63,8 +64,6 @@ def test_an_evaluation_that_never_ends_is_cut_and_says_so(capsys):
 def test_each_return_counts_its_own_episode_only():
     # Always pushing left ends CartPole's episodes after different numbers of steps; the envs
     # that finish first keep stepping (autoreset) and their later rewards must not count.
-    import gymnasium as gym
-
     left = lambda obs: torch.zeros(obs.shape[0], dtype=torch.int64)
     returns = evaluate(left, envs.make("CartPole-v1", 4), seed=100)
     lengths = []
