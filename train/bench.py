@@ -56,9 +56,9 @@ class CartPoleBench:
     sb3_device: Literal["auto", "cpu", "cuda"] = "cpu"
     """device of SB3's networks (the CPU is its fastest for these small MLPs)"""
     torch_env: bool = False
-    """train (and evaluate) ours on rlplay/CartPole-v1, the torch-native CartPole, with its own
-    preset, instead of Gymnasium's; SB3 keeps Gymnasium's, and the goal becomes a fifth of SB3's
-    time instead of a third"""
+    """train (and evaluate) ours on rlplay/CartPole-v1, the torch-native CartPole (same preset),
+    instead of Gymnasium's; SB3 keeps Gymnasium's, and the goal becomes a fifth of SB3's time
+    instead of a third"""
 
 
 class Benchmark(NamedTuple):
@@ -115,7 +115,7 @@ def summarize(evals: list[EvalPoint], target: float = SOLVED) -> RunSummary:
 
 
 def run_ours(bench: Benchmark, opts: CartPoleBench, seed: int, **run_settings) -> list[EvalPoint]:
-    """Our loop with its CartPole-v1 preset (rlplay/CartPole-v1's with --torch-env) for the
+    """Our loop with its CartPole-v1 preset (on rlplay/CartPole-v1 with --torch-env) for the
     whole budget."""
     env_id = "rlplay/CartPole-v1" if opts.torch_env else ENV_ID
     return run_preset(bench.algo, env_id, **{

@@ -152,14 +152,6 @@ PG_PRESETS: dict[str, dict[str, dict[str, Any]]] = {
         ),
     },
 }
-# The torch CartPole steps 64 envs in about the time of 8 (one tensor op each), where
-# Gymnasium's pays per env: PPO's preset there takes CartPole-v1's with 64 envs x 16 steps (the
-# same 1,024-step rollouts in half the env calls); on 32 held-out seeds it stays solved on every
-# seed, from a median 30.7k env steps (README, PPO benchmark).
-PG_PRESETS["ppo"]["rlplay/CartPole-v1"] = dict(
-    PG_PRESETS["ppo"]["CartPole-v1"], num_envs=64, num_steps=16,
-)
-
 # Pixels: one shared CNN trunk for actor and critic. PPO on Atari is CleanRL's ppo_atari.py;
 # A2C is Baselines' (16 envs × 5 steps, 7e-4); MinAtar uses the same with MinAtar's small CNN.
 _PPO_PIXELS = dict(
@@ -190,14 +182,9 @@ PRESETS = {"dqn": DQN_PRESETS, **PG_PRESETS}
 BASES = {"dqn": {}, **PG_BASE}
 
 
-def registered_id(env_id: str) -> str:
-    """The id as Gymnasium registers it, without a `module:` prefix."""
-    return env_id.rpartition(":")[2]
-
-
 def task_of(env_id: str) -> str:
     """The task an env id names: `rlplay/CartPole-v1` and `module:CartPole-v1` are CartPole-v1."""
-    return registered_id(env_id).removeprefix("rlplay/")
+    return env_id.rpartition(":")[2].removeprefix("rlplay/")
 
 
 def pixel_family(env_id: str) -> str | None:
@@ -211,13 +198,11 @@ def pixel_family(env_id: str) -> str | None:
 def apply_preset(algo: str, env_id: str, *configs: Any) -> tuple[list[Any], dict[str, Any]]:
     """Return copies of `configs` with the algorithm's base settings and the preset for
     (algo, env_id) applied, and the env preset."""
-    # rlplay/CartPole-v1 is CartPole-v1 (the same dynamics, on tensors): CartPole-v1's presets,
-    # unless the torch env has one of its own (an id's own preset first, then its task's).
+    # rlplay/CartPole-v1 is CartPole-v1 (the same dynamics, on tensors): CartPole-v1's presets.
+    # PPO's 32 envs x 32 steps beat a layout of its own there (64 x 16, the cheaper env calls)
+    # on 64 held-out seeds: stays solved from a median 0.61 s against 0.73 (README).
     presets = PRESETS.get(algo, {})
-    env_preset = (
-        presets.get(registered_id(env_id)) or presets.get(task_of(env_id))
-        or presets.get(pixel_family(env_id), {})
-    )
+    env_preset = presets.get(task_of(env_id)) or presets.get(pixel_family(env_id), {})
     preset = {**BASES.get(algo, {}), **env_preset}
     out = []
     for config in configs:

@@ -80,7 +80,7 @@ def test_ppo_solves_the_torch_cartpole_on_the_gpu_within_its_preset(tmp_path):
     run, cfg = cuda_run("ppo", "rlplay/CartPole-v1", tmp_path, target_return=475.0)
     result = train_pg(run, cfg, algo="ppo")
     assert result.stopped_by == "target_return", result.evals
-    assert result.global_step <= PG_PRESETS["ppo"]["rlplay/CartPole-v1"]["total_steps"]
+    assert result.global_step <= PG_PRESETS["ppo"]["CartPole-v1"]["total_steps"]
 
 
 def test_a_run_trained_on_the_gpu_replays_and_resumes_through_the_cli(tmp_path):
