@@ -68,17 +68,15 @@ def env_speed_command(argv: list[str]) -> int:
         torch.set_num_threads(opts.threads)
     print(f"torch {torch.__version__} on {device} ({torch.get_num_threads()} threads), "
           f"gymnasium {gym.__version__}")
-    compiled_head = f"  {'ours, compiled':>16}" if opts.compile else ""
-    print(f"{'N':>8}  {'ours, eager':>16}{compiled_head}  {'Gymnasium':>16}  {'eager/gym':>9}"
-          + (f"  {'compiled/gym':>12}" if opts.compile else ""))
+    # Our columns (eager, and compiled with --compile), then Gymnasium's, then ours / Gymnasium's.
+    ours_heads = ["ours, eager", *(["ours, compiled"] if opts.compile else [])]
+    ratio_heads = [("eager/gym", 9), *([("compiled/gym", 12)] if opts.compile else [])]
+    print(f"{'N':>8}" + "".join(f"  {head:>16}" for head in [*ours_heads, "Gymnasium"])
+          + "".join(f"  {head:>{width}}" for head, width in ratio_heads))
     for n in opts.sizes:
         eager, ref = measure(n, opts, device, compile=False)
-        row = f"{n:>8}  {eager:>14,.0f}/s"
-        if opts.compile:
-            compiled = measure(n, opts, device, compile=True)[0]
-            row += f"  {compiled:>14,.0f}/s"
-        row += f"  {ref:>14,.0f}/s  {eager / ref:>9.2f}"
-        if opts.compile:
-            row += f"  {compiled / ref:>12.2f}"
-        print(row, flush=True)
+        ours = [eager, *([measure(n, opts, device, compile=True)[0]] if opts.compile else [])]
+        print(f"{n:>8}" + "".join(f"  {sps:>14,.0f}/s" for sps in [*ours, ref])
+              + "".join(f"  {sps / ref:>{width}.2f}" for sps, (_, width) in zip(ours, ratio_heads)),
+              flush=True)
     return 0
