@@ -408,12 +408,21 @@ class RewardScaler:
         self.stats = RunningNorm(()).to(device)  # the same statistics code as observations
 
     @torch.no_grad()
-    def __call__(self, reward_N: torch.Tensor, done_N: torch.Tensor) -> torch.Tensor:
-        self.returns_N = self.returns_N * self.gamma + reward_N.double()
-        self.stats.update(self.returns_N)
-        self.returns_N = self.returns_N * (~done_N)
-        scaled = reward_N.double() / torch.sqrt(self.stats.var + self.eps)
-        return scaled.clamp(-self.clip, self.clip).float()
+    def scale(self, reward_TN: torch.Tensor, done_TN: torch.Tensor) -> torch.Tensor:
+        """A rollout's rewards (T, N), each divided by the std of the discounted returns up to
+        its own step (as a per-step wrapper would, Gymnasium's NormalizeReward and SB3's
+        VecNormalize alike), batched after the rollout: ~T + 20 ops instead of ~30 per step."""
+        T = reward_TN.shape[0]
+        reward_TN = reward_TN.double()
+        returns_TN = torch.empty_like(reward_TN)
+        torch.add(reward_TN[0], self.returns_N, alpha=self.gamma, out=returns_TN[0])
+        discount_TN = (~done_TN).double() * self.gamma  # 0 after an episode's last step
+        for t in range(1, T):  # R_t = r_t + γ·R_{t−1}, restarted where an episode ended
+            torch.addcmul(reward_TN[t], discount_TN[t - 1], returns_TN[t - 1], out=returns_TN[t])
+        self.returns_N = returns_TN[-1] * ~done_TN[-1]
+        var_T = self.stats.update_each(returns_TN)
+        scaled_TN = reward_TN / torch.sqrt(var_T + self.eps).unsqueeze(1)
+        return scaled_TN.clamp(-self.clip, self.clip).float()
 
     def restart_returns(self) -> None:
         """Every env starts a new episode (its envs were reset): the statistics carry on."""

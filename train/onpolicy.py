@@ -145,8 +145,6 @@ def train_pg(
                 for t in range(T):
                     action = agent.explore(obs, noise_TNA[t])
                     next_obs, reward, terminated, truncated, info = envs.step(clip(action))
-                    if reward_scaler is not None:  # what the agent learns from; logs keep the env's
-                        reward = reward_scaler(reward, terminated | truncated)
                     rollout.store(
                         t, obs=obs, action=action, reward=reward,
                         terminated=terminated, truncated=truncated, final_obs=info["final_obs"],
@@ -165,8 +163,11 @@ def train_pg(
                 rollout.value.copy_(value_B.view(T, n))
                 next_value_TN = agent.value(rollout.final_obs.flatten(0, 1)).view(T, n)
                 done_TN = rollout.terminated | rollout.truncated
+                reward_TN = rollout.reward  # what the agent learns from; logs keep the env's
+                if reward_scaler is not None:
+                    reward_TN = reward_scaler.scale(reward_TN, done_TN)
                 advantage_TN = compute_gae(
-                    rollout.reward, rollout.value, next_value_TN, rollout.terminated, done_TN,
+                    reward_TN, rollout.value, next_value_TN, rollout.terminated, done_TN,
                     cfg.gamma, cfg.gae_lambda,
                 )
                 batch = Rollout(

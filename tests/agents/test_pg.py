@@ -583,17 +583,24 @@ def test_state_dict_round_trip_in_process_gives_identical_updates():
 
 @pytest.mark.parametrize("clip", [10.0, 1.5])
 def test_reward_scaler_divides_by_the_std_of_discounted_returns_so_far(clip):
-    # Two envs, γ = 0.9; env 1's episode ends at step 0, env 0's at step 2.
-    reward_TN = torch.tensor([[1.0, 2.0], [3.0, 4.0], [5.0, 6.0]])
-    done_TN = torch.tensor([[False, True], [False, False], [True, False]])
-    returns_TN = torch.tensor([[1.0, 2.0], [0.9 * 1 + 3, 4.0], [0.9 * 3.9 + 5, 0.9 * 4 + 6]], dtype=F64)
+    # Two envs, γ = 0.9; env 1's episode ends at step 0, env 0's at step 2; a rollout of 3 steps,
+    # then one of 2 that carries env 1's running return on.
+    reward_TN = torch.tensor([[1.0, 2.0], [3.0, 4.0], [5.0, 6.0], [7.0, 8.0], [9.0, 10.0]])
+    done_TN = torch.tensor(
+        [[False, True], [False, False], [True, False], [False, False], [False, True]]
+    )
+    returns_TN = torch.tensor([
+        [1.0, 2.0], [0.9 * 1 + 3, 4.0], [0.9 * 3.9 + 5, 0.9 * 4 + 6],
+        [7.0, 0.9 * 9.6 + 8], [0.9 * 7 + 9, 0.9 * 16.64 + 10],
+    ], dtype=F64)
     scaler = RewardScaler(2, gamma=0.9, device="cpu", clip=clip)
-    for t in range(3):
-        scaled = scaler(reward_TN[t], done_TN[t])
+    scaled = torch.cat([scaler.scale(reward_TN[:3], done_TN[:3]), scaler.scale(reward_TN[3:], done_TN[3:])])
+    for t in range(5):
         seen = returns_TN[: t + 1].flatten()  # every return so far, plus the prior's 1e-4 samples
         n = seen.numel() + 1e-4
         var = (seen.pow(2).sum() + 1e-4) / n - (seen.sum() / n) ** 2
         expected = (reward_TN[t].double() / torch.sqrt(var + 1e-8)).clamp(-clip, clip).float()
-        torch.testing.assert_close(scaled, expected)
-        # The running return restarts where an episode ended.
-        torch.testing.assert_close(scaler.returns_N, returns_TN[t] * ~done_TN[t])
+        torch.testing.assert_close(scaled[t], expected)
+    # The running return restarts where an episode ended, and the statistics hold all 10 returns.
+    torch.testing.assert_close(scaler.returns_N, returns_TN[-1] * ~done_TN[-1])
+    assert scaler.stats.count.item() == pytest.approx(10 + 1e-4)

@@ -29,6 +29,24 @@ def test_merged_batches_give_the_statistics_of_all_samples_at_once():
     assert norm.count.item() == n
 
 
+def test_update_each_matches_one_update_per_batch_and_returns_each_variance():
+    # A large mean with a small spread: the prefix sums are taken around the running mean, so
+    # the mean does not cancel the variance out.
+    g = torch.Generator().manual_seed(1)
+    x_TBO = torch.randn(6, 4, 3, generator=g, dtype=torch.float64) * 0.01 + 1e4
+    stepwise, batched = RunningNorm((3,)), RunningNorm((3,))
+    stepwise.update(x_TBO[0])  # both start from a history, not only from the prior
+    batched.update(x_TBO[0])
+    variances = []
+    for x_BO in x_TBO[1:]:
+        stepwise.update(x_BO)
+        variances.append(stepwise.var.clone())
+    var_TO = batched.update_each(x_TBO[1:])
+    torch.testing.assert_close(var_TO, torch.stack(variances), rtol=1e-10, atol=0)
+    for name in ("mean", "var", "count"):
+        torch.testing.assert_close(getattr(batched, name), getattr(stepwise, name), rtol=1e-10, atol=0)
+
+
 def test_forward_standardises_clips_and_leaves_the_statistics_alone():
     norm = RunningNorm((2,), clip=5.0, eps=1e-8)
     norm.update(torch.tensor([[0.0, 10.0], [2.0, 30.0]]))
