@@ -93,7 +93,7 @@ PG_PRESETS: dict[str, dict[str, dict[str, Any]]] = {
         # rl-zoo's Pendulum-v1 settings (normalised obs and rewards, γ = 0.9) without gSDE, so
         # with 32 minibatches of 128 samples (rl-zoo: 64 of 64), 5e-4 annealed (rl-zoo: 1e-3
         # constant) and 300k steps: rl-zoo's reached -200 within 100k on 3 of 6 seeds (the
-        # others stuck near -600), these on 6 of 6, by 57k-156k steps (README).
+        # others stuck near -600), these on 6 of 6, by 66k-98k steps (README).
         "Pendulum-v1": dict(
             num_envs=4, total_steps=300_000, eval_every=8_192, num_steps=1024,
             gae_lambda=0.95, gamma=0.9, update_epochs=10, num_minibatches=32, ent_coef=0.0,
@@ -127,7 +127,7 @@ PG_PRESETS: dict[str, dict[str, dict[str, Any]]] = {
             num_envs=16, total_steps=500_000, eval_every=20_000, ent_coef=0.0, norm_obs=True,
         ),
         # rl-zoo's Pendulum-v1 rollouts (8 envs x 8 steps) without gSDE and RMSprop, with γ and
-        # λ 0.95 (rl-zoo: 0.9): seeds 1-6 end at -200 or better on 4 of 6 (0.9: 2 of 6); the
+        # λ 0.95 (rl-zoo: 0.9): seeds 1-12 end at -200 or better on 7 of 12 (0.9: 2 of 6); the
         # annealed learning rate keeps the late collapse of a constant 1e-3 smaller; rl-zoo's
         # 7e-4, larger batches, normalised advantages and an initial log-std of -1 learnt less.
         "Pendulum-v1": dict(
