@@ -40,7 +40,8 @@ class RunningNorm(nn.Module):
         steps = torch.arange(1, T + 1, dtype=torch.float64, device=y_TB.device)
         count_T = (self.count + B * steps).view(T, *[1] * (y_TB.dim() - 2))
         mean_T = B * y_TB.mean(1).cumsum(0) / count_T  # around the old mean (itself at 0)
-        var_T = (self.count * self.var + B * y_TB.pow(2).mean(1).cumsum(0)) / count_T - mean_T.pow(2)
+        sum_sq_T = self.count * self.var + B * y_TB.pow(2).mean(1).cumsum(0)  # Σ y² so far
+        var_T = sum_sq_T / count_T - mean_T.pow(2)
         self.mean += mean_T[-1]
         self.var.copy_(var_T[-1])
         self.count.copy_(count_T[-1].reshape(()))

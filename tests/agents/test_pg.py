@@ -594,7 +594,9 @@ def test_reward_scaler_divides_by_the_std_of_discounted_returns_so_far(clip):
         [7.0, 0.9 * 9.6 + 8], [0.9 * 7 + 9, 0.9 * 16.64 + 10],
     ], dtype=F64)
     scaler = RewardScaler(2, gamma=0.9, device="cpu", clip=clip)
-    scaled = torch.cat([scaler.scale(reward_TN[:3], done_TN[:3]), scaler.scale(reward_TN[3:], done_TN[3:])])
+    scaled = torch.cat([  # two rollouts: the second carries on from the first's state
+        scaler.scale(reward_TN[:3], done_TN[:3]), scaler.scale(reward_TN[3:], done_TN[3:])
+    ])
     for t in range(5):
         seen = returns_TN[: t + 1].flatten()  # every return so far, plus the prior's 1e-4 samples
         n = seen.numel() + 1e-4

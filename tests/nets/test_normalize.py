@@ -44,7 +44,9 @@ def test_update_each_matches_one_update_per_batch_and_returns_each_variance():
     var_TO = batched.update_each(x_TBO[1:])
     torch.testing.assert_close(var_TO, torch.stack(variances), rtol=1e-10, atol=0)
     for name in ("mean", "var", "count"):
-        torch.testing.assert_close(getattr(batched, name), getattr(stepwise, name), rtol=1e-10, atol=0)
+        torch.testing.assert_close(
+            getattr(batched, name), getattr(stepwise, name), rtol=1e-10, atol=0
+        )
 
 
 def test_forward_standardises_clips_and_leaves_the_statistics_alone():

@@ -75,6 +75,31 @@ def test_resume_that_restarts_the_envs_restarts_the_running_returns(tmp_path, ca
     assert torch.equal(saved["reward_scaler"]["stats"]["count"], ckpt["reward_scaler"]["stats"]["count"])
 
 
+def test_norm_reward_feeds_gae_the_rewards_scaled_as_they_were_collected(tmp_path, monkeypatch):
+    # The loop stores raw rewards and scales each rollout after it: GAE must see exactly what a
+    # scaler fed the rollouts in order gives (CartPole pays 1 a step, so scaled they are not 1).
+    import train.onpolicy as onpolicy
+    from agents.pg import RewardScaler
+
+    seen = []
+    real_gae = onpolicy.compute_gae
+
+    def spy(reward_TN, value_TN, next_value_TN, terminated_TN, done_TN, gamma, lam):
+        seen.append((reward_TN.clone(), done_TN.clone()))
+        return real_gae(reward_TN, value_TN, next_value_TN, terminated_TN, done_TN, gamma, lam)
+
+    monkeypatch.setattr(onpolicy, "compute_gae", spy)
+    run, cfg = preset_run("ppo", "CartPole-v1", tmp_path, total_steps=1_024, eval_every=0,
+                          num_envs=4)
+    assert cfg.norm_reward  # the preset's
+    train_pg(run, cfg, algo="ppo")
+    assert len(seen) == 1_024 // (4 * cfg.num_steps)
+    reference = RewardScaler(4, cfg.gamma, "cpu")
+    for reward_TN, done_TN in seen:
+        torch.testing.assert_close(reward_TN, reference.scale(torch.ones_like(reward_TN), done_TN))
+    assert (seen[-1][0] < 1).all()  # scaled: by then the returns' std is well above 1
+
+
 def test_ppo_reaches_minus_200_on_pendulum_within_its_preset(tmp_path):
     run, cfg = preset_run("ppo", "Pendulum-v1", tmp_path, target_return=-200.0)
     result = train_pg(run, cfg, algo="ppo")
