@@ -3,7 +3,8 @@
 import pytest
 import torch
 
-from agents.pg import PGAgent, PGConfig
+import train.onpolicy as onpolicy
+from agents.pg import PGAgent, PGConfig, RewardScaler
 from train.config import RunConfig
 from train.onpolicy import train_pg
 from train.presets import apply_preset
@@ -78,3 +79,38 @@ def test_learning_rate_and_clip_range_anneal_linearly_per_rollout(anneal, tmp_pa
     lrs, clips = zip(*seen)
     assert lrs == pytest.approx([3e-3 * f for f in fractions])
     assert clips == pytest.approx([0.2 * f for f in fractions])
+
+
+@pytest.mark.parametrize("task", ["CartPole-v1", "Pendulum-v1"])  # Pendulum: all truncated
+def test_norm_reward_feeds_gae_the_rewards_scaled_as_they_were_collected(task, tmp_path, monkeypatch):
+    # The loop stores raw rewards and scales each rollout after it: GAE must see exactly what a
+    # scaler fed the raw rollouts in order, with every episode end (truncations too), gives.
+    raw, seen = [], []
+
+    class Recording(RewardScaler):
+        def scale(self, reward_TN, done_TN):
+            raw.append(reward_TN.clone())
+            return super().scale(reward_TN, done_TN)
+
+    real_gae = onpolicy.compute_gae
+
+    def spy(reward_TN, value_TN, next_value_TN, terminated_TN, done_TN, *rest):
+        seen.append((reward_TN.clone(), terminated_TN.clone(), done_TN.clone()))
+        return real_gae(reward_TN, value_TN, next_value_TN, terminated_TN, done_TN, *rest)
+
+    monkeypatch.setattr(onpolicy, "RewardScaler", Recording)
+    monkeypatch.setattr(onpolicy, "compute_gae", spy)
+    (run, cfg), _ = apply_preset("ppo", task, RunConfig(env=task), PGConfig())
+    run.seed, run.device, run.progress, run.runs_dir = 1, "cpu", False, str(tmp_path)
+    run.num_envs, run.total_steps, run.eval_every = 2, 1_024, 0
+    cfg.num_steps, cfg.num_minibatches, cfg.norm_reward = 128, 4, True
+    train_pg(run, cfg, algo="ppo")
+    assert len(raw) == len(seen) == 4
+    if task == "Pendulum-v1":  # 200-step episodes: truncated inside the rollouts
+        assert any((done & ~terminated).any() for _, terminated, done in seen)
+    else:  # CartPole pays 1 a step; the scaler sees it raw
+        assert all(torch.equal(r, torch.ones_like(r)) for r in raw)
+    reference = RewardScaler(2, cfg.gamma, "cpu")
+    for raw_TN, (reward_TN, _, done_TN) in zip(raw, seen):
+        torch.testing.assert_close(reward_TN, reference.scale(raw_TN, done_TN))
+    assert not torch.allclose(seen[-1][0], raw[-1])  # scaled
